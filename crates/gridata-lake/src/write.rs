@@ -1,0 +1,180 @@
+//! Arrow batches to ZSTD Parquet data files, split by the table's partition
+//! spec, rolled at the target file size, with Iceberg column statistics.
+
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::SchemaRef;
+use futures::{Stream, StreamExt};
+use iceberg::arrow::RecordBatchPartitionSplitter;
+use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::lake::{Lake, LakeTable};
+use crate::{Error, Result};
+
+/// How data files are written.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Roll to a new file past this many bytes.
+    pub target_file_size: usize,
+    /// ZSTD level.
+    pub zstd_level: i32,
+}
+
+impl WriteOptions {
+    /// Options from the table's properties (`write.target-file-size-bytes`,
+    /// `write.parquet.compression-level`), with Iceberg's defaults.
+    pub fn for_table(table: &LakeTable) -> Self {
+        let p = table.metadata.properties();
+        Self {
+            target_file_size: p
+                .get("write.target-file-size-bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(512 << 20),
+            zstd_level: p
+                .get("write.parquet.compression-level")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3),
+        }
+    }
+}
+
+/// Make `batch` fit the table's Arrow schema: columns by name, cast to the
+/// table's types, missing optional columns as nulls. Extra columns, missing
+/// required columns, failed casts and nulls in required columns are errors
+/// naming the column.
+pub fn conform_batch(table: &str, batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
+    let mismatch = |reason: String| Error::DataMismatch {
+        table: table.to_string(),
+        reason,
+    };
+    let src = batch.schema();
+    for f in src.fields() {
+        if target.field_with_name(f.name()).is_err() {
+            return Err(mismatch(format!(
+                "column '{}' is not in the table",
+                f.name()
+            )));
+        }
+    }
+    let opts = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
+    for f in target.fields() {
+        let col = match src.index_of(f.name()) {
+            Ok(i) => {
+                let c = batch.column(i);
+                if c.data_type() == f.data_type() {
+                    c.clone()
+                } else {
+                    cast_with_options(c, f.data_type(), &opts).map_err(|e| {
+                        mismatch(format!(
+                            "column '{}': cannot convert {} to {}: {e}",
+                            f.name(),
+                            c.data_type(),
+                            f.data_type()
+                        ))
+                    })?
+                }
+            }
+            Err(_) if f.is_nullable() => new_null_array(f.data_type(), batch.num_rows()),
+            Err(_) => {
+                return Err(mismatch(format!(
+                    "required column '{}' is missing",
+                    f.name()
+                )));
+            }
+        };
+        if !f.is_nullable() && col.null_count() > 0 {
+            return Err(mismatch(format!(
+                "required column '{}' has {} null value(s)",
+                f.name(),
+                col.null_count()
+            )));
+        }
+        cols.push(col);
+    }
+    RecordBatch::try_new(target.clone(), cols).map_err(|e| mismatch(e.to_string()))
+}
+
+impl Lake {
+    /// Write batches as data files of `table` (not yet committed).
+    pub async fn write_files<S>(&self, table: &LakeTable, mut batches: S) -> Result<Vec<DataFile>>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Unpin,
+    {
+        let opts = WriteOptions::for_table(table);
+        let schema = table.metadata.current_schema().clone();
+        let spec = table.metadata.default_partition_spec().clone();
+        let target = table.arrow_schema(None)?;
+        let name = table.name.to_string();
+        let ctx = |what: &str| format!("write data files of '{name}': {what}");
+
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(opts.zstd_level).unwrap_or_default(),
+            ))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(1 << 20))
+            .build();
+        let parquet = ParquetWriterBuilder::new(props, schema.clone());
+        let location = DefaultLocationGenerator::new(table.metadata.as_ref())
+            .map_err(Error::iceberg(ctx("location")))?;
+        let names = DefaultFileNameGenerator::new(
+            uuid::Uuid::now_v7().to_string(),
+            None,
+            DataFileFormat::Parquet,
+        );
+        let rolling = RollingFileWriterBuilder::new(
+            parquet,
+            opts.target_file_size,
+            self.file_io().clone(),
+            location,
+            names,
+        );
+        let builder = DataFileWriterBuilder::new(rolling);
+
+        let mut files = Vec::new();
+        if spec.is_unpartitioned() {
+            let mut w = builder
+                .build(None)
+                .await
+                .map_err(Error::iceberg(ctx("open")))?;
+            while let Some(b) = batches.next().await {
+                let b = conform_batch(&name, &b?, &target)?;
+                w.write(b).await.map_err(Error::iceberg(ctx("write")))?;
+            }
+            files.extend(w.close().await.map_err(Error::iceberg(ctx("close")))?);
+        } else {
+            let splitter =
+                RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)
+                    .map_err(Error::iceberg(ctx("partition")))?;
+            let mut w = FanoutWriter::new(builder);
+            while let Some(b) = batches.next().await {
+                let b = conform_batch(&name, &b?, &target)?;
+                for (key, part) in splitter
+                    .split(&b)
+                    .map_err(Error::iceberg(ctx("partition")))?
+                {
+                    w.write(key, part)
+                        .await
+                        .map_err(Error::iceberg(ctx("write")))?;
+                }
+            }
+            files.extend(w.close().await.map_err(Error::iceberg(ctx("close")))?);
+        }
+        Ok(files)
+    }
+}
