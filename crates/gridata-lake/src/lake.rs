@@ -321,6 +321,10 @@ impl Lake {
             .identifier(ident)
             .file_io(self.file_io.clone())
             .readonly(true)
+            .runtime(
+                iceberg::Runtime::try_current()
+                    .map_err(Error::iceberg(format!("table '{}': runtime", table.name)))?,
+            )
             .build()
             .map_err(Error::iceberg(format!("table '{}'", table.name)))
     }

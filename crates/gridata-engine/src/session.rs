@@ -1,0 +1,96 @@
+//! [`Engine`]: a DataFusion session over the lake.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement};
+use gridata_lake::Lake;
+
+use crate::catalog::LakeCatalog;
+use crate::dialect::GridataDialect;
+use crate::{Error, Result, timetravel};
+
+/// The DataFusion catalog name under which the lake is registered.
+pub const CATALOG: &str = "gridata";
+
+/// A SQL session over the lake.
+#[derive(Clone)]
+pub struct Engine {
+    lake: Lake,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("lake", &self.lake).finish()
+    }
+}
+
+impl Engine {
+    /// A session with every namespace of `lake` as a schema.
+    pub async fn new(lake: Lake) -> Result<Self> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, "default")
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_target_partitions(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            );
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        for (url, store) in lake.storage().stores() {
+            ctx.register_object_store(&url, store);
+        }
+        ctx.register_catalog(CATALOG, Arc::new(LakeCatalog::new(lake.clone()).await?));
+        Ok(Self { lake, ctx })
+    }
+
+    /// The lake.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// The DataFusion context.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Plan one SQL statement, with time travel.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let dialect = GridataDialect::default();
+        let mut stmts = DFParserBuilder::new(sql)
+            .with_dialect(&dialect)
+            .build()?
+            .parse_statements()?;
+        if stmts.len() != 1 {
+            return Err(Error::Sql(format!(
+                "expected one SQL statement, found {}",
+                stmts.len()
+            )));
+        }
+        let mut stmt = stmts.pop_front().expect("one statement");
+        if let Statement::Statement(s) = &mut stmt {
+            timetravel::rewrite(s.as_mut())?;
+        }
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(stmt).await?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Run a query and collect its result.
+    pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let df = self.sql(sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok((schema, batches))
+    }
+}
