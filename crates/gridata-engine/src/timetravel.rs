@@ -157,7 +157,7 @@ mod tests {
     fn bad_version_is_an_error() {
         let mut s = Parser::parse_sql(
             &GridataDialect::default(),
-            "SELECT * FROM t VERSION AS OF 'x'",
+            "SELECT * FROM t TIMESTAMP AS OF 'not a time'",
         )
         .unwrap();
         assert!(rewrite(&mut s[0]).is_err());
