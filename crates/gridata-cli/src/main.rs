@@ -432,6 +432,13 @@ async fn table_cmd(cli: &Cli, cmd: &TableCmd) -> Result<()> {
             let rows: Vec<_> = snaps
                 .iter()
                 .map(|s| {
+                    let mut summary: BTreeMap<String, String> = s
+                        .summary()
+                        .additional_properties
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    summary.insert("operation".into(), s.summary().operation.as_str().into());
                     serde_json::json!({
                         "snapshot_id": s.snapshot_id(),
                         "parent_id": s.parent_snapshot_id(),
@@ -439,7 +446,7 @@ async fn table_cmd(cli: &Cli, cmd: &TableCmd) -> Result<()> {
                         "committed_at": chrono::DateTime::from_timestamp_millis(s.timestamp_ms()).map(|d| d.to_rfc3339()),
                         "operation": s.summary().operation.as_str(),
                         "current": Some(s.snapshot_id()) == current,
-                        "summary": s.summary().additional_properties,
+                        "summary": summary,
                     })
                 })
                 .collect();

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use gridata_core::{Home, SystemClock, TableName};
 use gridata_engine::datafusion::arrow::array::{Array, Int64Array, StringArray};
 use gridata_engine::{Engine, Error, ImportFormat, InputFile, WriteMode};
+use gridata_lake::iceberg::spec::PrimitiveType;
 use gridata_lake::schema::{parse_partition_spec, parse_schema};
 use gridata_lake::{Lake, SchemaUpdate, SqlCatalog};
-use gridata_lake::iceberg::spec::PrimitiveType;
 use gridata_storage::Storage;
 
 struct Env {
@@ -90,7 +90,10 @@ fn s3_storage(dir: &Path) -> Storage {
 async fn on_s3() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let storage = s3_storage(dir.path());
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("catalog.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("catalog.db").display()
+    );
     let catalog = SqlCatalog::connect(&url, "gridata").await.unwrap();
     let lake = Lake::new(Arc::new(catalog), storage, Arc::new(SystemClock));
     Env {
@@ -120,7 +123,10 @@ async fn on_postgres() -> Env {
 const SCHEMA: &str = "id long not null, name string, amount int, ts timestamptz not null";
 
 async fn orders_table(env: &Env, ns: &str) -> TableName {
-    env.lake().create_namespace(ns, &BTreeMap::new()).await.unwrap();
+    env.lake()
+        .create_namespace(ns, &BTreeMap::new())
+        .await
+        .unwrap();
     let name = TableName::parse(&format!("{ns}.orders")).unwrap();
     let schema = parse_schema(SCHEMA).unwrap();
     let spec = parse_partition_spec(&["month(ts)".into()], &schema).unwrap();
@@ -147,15 +153,27 @@ async fn table_lifecycle(env: Env) {
     assert_eq!(r.data_files, 2, "one file per month partition");
     let first = r.snapshot_id.unwrap();
     let table = env.lake().load_table(&t).await.unwrap();
-    let summary = &table.metadata.current_snapshot().unwrap().summary().additional_properties;
+    let summary = &table
+        .metadata
+        .current_snapshot()
+        .unwrap()
+        .summary()
+        .additional_properties;
     assert_eq!(summary["gridata.run-id"], "run-1");
     assert_eq!(summary["added-records"], "4");
     assert_eq!(summary["total-records"], "4");
-    assert_eq!(env.ids("SELECT id FROM shop.orders ORDER BY id").await, vec![1, 2, 3, 4]);
+    assert_eq!(
+        env.ids("SELECT id FROM shop.orders ORDER BY id").await,
+        vec![1, 2, 3, 4]
+    );
 
     // Files are ZSTD Parquet.
     let files = env.lake().live_files(&table, None).await.unwrap();
-    let (store, path) = env.lake().storage().resolve(files[0].file.file_path()).unwrap();
+    let (store, path) = env
+        .lake()
+        .storage()
+        .resolve(files[0].file.file_path())
+        .unwrap();
     let bytes = gridata_storage::object_store::ObjectStoreExt::get(store.as_ref(), &path)
         .await
         .unwrap()
@@ -172,17 +190,26 @@ async fn table_lifecycle(env: Env) {
 
     // Pruning: a filter on the partition column plans fewer files.
     assert_eq!(
-        env.ids("SELECT id FROM shop.orders WHERE ts >= '2026-11-01T00:00:00Z' ORDER BY id").await,
+        env.ids("SELECT id FROM shop.orders WHERE ts >= '2026-11-01T00:00:00Z' ORDER BY id")
+            .await,
         vec![3, 4]
     );
 
     // Dynamic partition overwrite: only November is replaced.
     let nov = "id,name,amount,ts\n5,e,50,2026-11-05T10:00:00Z\n";
     env.engine
-        .import(&t, &[env.csv("nov.csv", nov)], WriteMode::OverwritePartitions, HashMap::new())
+        .import(
+            &t,
+            &[env.csv("nov.csv", nov)],
+            WriteMode::OverwritePartitions,
+            HashMap::new(),
+        )
         .await
         .unwrap();
-    assert_eq!(env.ids("SELECT id FROM shop.orders ORDER BY id").await, vec![1, 2, 5]);
+    assert_eq!(
+        env.ids("SELECT id FROM shop.orders ORDER BY id").await,
+        vec![1, 2, 5]
+    );
 
     // Copy-on-write delete.
     let n = env
@@ -191,63 +218,126 @@ async fn table_lifecycle(env: Env) {
         .await
         .unwrap();
     assert_eq!(n, 1);
-    assert_eq!(env.ids("SELECT id FROM shop.orders ORDER BY id").await, vec![2, 5]);
     assert_eq!(
-        env.engine.delete_where(&t, "amount > 1000", HashMap::new()).await.unwrap(),
+        env.ids("SELECT id FROM shop.orders ORDER BY id").await,
+        vec![2, 5]
+    );
+    assert_eq!(
+        env.engine
+            .delete_where(&t, "amount > 1000", HashMap::new())
+            .await
+            .unwrap(),
         0
     );
 
     // Time travel by snapshot id and by timestamp.
     assert_eq!(
-        env.ids(&format!("SELECT id FROM shop.orders VERSION AS OF {first} ORDER BY id")).await,
+        env.ids(&format!(
+            "SELECT id FROM shop.orders VERSION AS OF {first} ORDER BY id"
+        ))
+        .await,
         vec![1, 2, 3, 4]
     );
-    let ts = env.lake().load_table(&t).await.unwrap().metadata.snapshot_by_id(first).unwrap().timestamp_ms();
+    let ts = env
+        .lake()
+        .load_table(&t)
+        .await
+        .unwrap()
+        .metadata
+        .snapshot_by_id(first)
+        .unwrap()
+        .timestamp_ms();
     assert_eq!(
-        env.ids(&format!("SELECT count(*) FROM shop.orders FOR SYSTEM_TIME AS OF {ts}")).await,
+        env.ids(&format!(
+            "SELECT count(*) FROM shop.orders FOR SYSTEM_TIME AS OF {ts}"
+        ))
+        .await,
         vec![4]
     );
-    let err = env.engine.query("SELECT * FROM shop.orders VERSION AS OF 12345").await.unwrap_err();
+    let err = env
+        .engine
+        .query("SELECT * FROM shop.orders VERSION AS OF 12345")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no snapshot 12345"), "{err}");
 
     // Overwrite all rows.
     let all = "id,name,amount,ts\n7,g,70,2026-12-01T00:00:00Z\n8,h,80,2026-10-03T00:00:00Z\n";
     env.engine
-        .import(&t, &[env.csv("all.csv", all)], WriteMode::Overwrite, HashMap::new())
+        .import(
+            &t,
+            &[env.csv("all.csv", all)],
+            WriteMode::Overwrite,
+            HashMap::new(),
+        )
         .await
         .unwrap();
-    assert_eq!(env.ids("SELECT id FROM shop.orders ORDER BY id").await, vec![7, 8]);
+    assert_eq!(
+        env.ids("SELECT id FROM shop.orders ORDER BY id").await,
+        vec![7, 8]
+    );
 
     // Rollback to the first snapshot, then to a missing one.
     env.lake().rollback(&t, first).await.unwrap();
-    assert_eq!(env.ids("SELECT id FROM shop.orders ORDER BY id").await, vec![1, 2, 3, 4]);
+    assert_eq!(
+        env.ids("SELECT id FROM shop.orders ORDER BY id").await,
+        vec![1, 2, 3, 4]
+    );
     let err = env.lake().rollback(&t, 42).await.unwrap_err();
-    assert!(matches!(err, gridata_lake::Error::NoSuchSnapshot { .. }), "{err}");
+    assert!(
+        matches!(err, gridata_lake::Error::NoSuchSnapshot { .. }),
+        "{err}"
+    );
 
     // Schema evolution keeps old files readable by field id.
     env.lake()
         .evolve(
             &t,
             &[
-                SchemaUpdate::Rename { from: "name".into(), to: "customer".into() },
-                SchemaUpdate::Widen { name: "amount".into(), ty: PrimitiveType::Long },
-                SchemaUpdate::Add { name: "name".into(), ty: PrimitiveType::String, doc: None },
+                SchemaUpdate::Rename {
+                    from: "name".into(),
+                    to: "customer".into(),
+                },
+                SchemaUpdate::Widen {
+                    name: "amount".into(),
+                    ty: PrimitiveType::Long,
+                },
+                SchemaUpdate::Add {
+                    name: "name".into(),
+                    ty: PrimitiveType::String,
+                    doc: None,
+                },
             ],
         )
         .await
         .unwrap();
     assert_eq!(
-        env.strings("SELECT customer FROM shop.orders ORDER BY id").await,
-        vec![Some("a".into()), Some("b".into()), Some("c".into()), Some("d".into())]
+        env.strings("SELECT customer FROM shop.orders ORDER BY id")
+            .await,
+        vec![
+            Some("a".into()),
+            Some("b".into()),
+            Some("c".into()),
+            Some("d".into())
+        ]
     );
     assert_eq!(
-        env.strings("SELECT name FROM shop.orders ORDER BY id").await,
+        env.strings("SELECT name FROM shop.orders ORDER BY id")
+            .await,
         vec![None, None, None, None],
         "a new column that reuses an old name must not read the old data"
     );
-    assert_eq!(env.ids("SELECT amount FROM shop.orders ORDER BY id").await, vec![10, 20, 30, 40]);
+    assert_eq!(
+        env.ids("SELECT amount FROM shop.orders ORDER BY id").await,
+        vec![10, 20, 30, 40]
+    );
     env.lake()
-        .evolve(&t, &[SchemaUpdate::Drop { name: "customer".into() }])
+        .evolve(
+            &t,
+            &[SchemaUpdate::Drop {
+                name: "customer".into(),
+            }],
+        )
         .await
         .unwrap();
     let (schema, _) = env.engine.query("SELECT * FROM shop.orders").await.unwrap();
@@ -256,9 +346,15 @@ async fn table_lifecycle(env: Env) {
 
     // Refused schema changes.
     for bad in [
-        SchemaUpdate::Widen { name: "amount".into(), ty: PrimitiveType::Int },
+        SchemaUpdate::Widen {
+            name: "amount".into(),
+            ty: PrimitiveType::Int,
+        },
         SchemaUpdate::Drop { name: "ts".into() },
-        SchemaUpdate::Rename { from: "nope".into(), to: "x".into() },
+        SchemaUpdate::Rename {
+            from: "nope".into(),
+            to: "x".into(),
+        },
     ] {
         let e = env.lake().evolve(&t, &[bad]).await.unwrap_err();
         assert!(matches!(e, gridata_lake::Error::SchemaChange { .. }), "{e}");
@@ -268,7 +364,12 @@ async fn table_lifecycle(env: Env) {
     for i in 0..3 {
         let body = format!("id,amount,ts\n{},1,2026-10-0{}T00:00:00Z\n", 100 + i, i + 1);
         env.engine
-            .import(&t, &[env.csv(&format!("s{i}.csv"), &body)], WriteMode::Append, HashMap::new())
+            .import(
+                &t,
+                &[env.csv(&format!("s{i}.csv"), &body)],
+                WriteMode::Append,
+                HashMap::new(),
+            )
             .await
             .unwrap();
     }
@@ -276,10 +377,15 @@ async fn table_lifecycle(env: Env) {
     let n_before = env.ids("SELECT count(*) FROM shop.orders$files").await[0];
     let (removed, added) = env.engine.compact(&t, Some(64 << 20)).await.unwrap();
     assert!(removed >= 3 && added < removed, "{removed} -> {added}");
-    assert_eq!(env.ids("SELECT id FROM shop.orders ORDER BY id").await, before);
+    assert_eq!(
+        env.ids("SELECT id FROM shop.orders ORDER BY id").await,
+        before
+    );
     let n_after = env.ids("SELECT count(*) FROM shop.orders$files").await[0];
     assert_eq!(n_after, n_before - removed as i64 + added as i64);
-    let ops = env.strings("SELECT operation FROM shop.orders$snapshots").await;
+    let ops = env
+        .strings("SELECT operation FROM shop.orders$snapshots")
+        .await;
     assert_eq!(ops.last().unwrap().as_deref(), Some("replace"));
 
     // Expiry keeps the last snapshot and deletes unreachable files.
@@ -289,8 +395,16 @@ async fn table_lifecycle(env: Env) {
     assert!(report.deleted_files > 0);
     let table = env.lake().load_table(&t).await.unwrap();
     assert_eq!(table.metadata.snapshots().len(), 1);
-    assert_eq!(env.ids("SELECT id FROM shop.orders ORDER BY id").await, before);
-    assert_eq!(env.ids("SELECT count(*) FROM shop.orders$history").await.len(), 1);
+    assert_eq!(
+        env.ids("SELECT id FROM shop.orders ORDER BY id").await,
+        before
+    );
+    assert_eq!(
+        env.ids("SELECT count(*) FROM shop.orders$history")
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -316,9 +430,17 @@ async fn bad_input(env: Env) {
     let missing = TableName::parse("bad.nope").unwrap();
     let e = env.lake().load_table(&missing).await.unwrap_err();
     assert_eq!(e.to_string(), "table 'bad.nope' does not exist");
-    let e = env.lake().load_table(&TableName::parse("nons.t").unwrap()).await.unwrap_err();
+    let e = env
+        .lake()
+        .load_table(&TableName::parse("nons.t").unwrap())
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("nons.t"), "{e}");
-    let e = env.engine.query("SELECT * FROM bad.nope").await.unwrap_err();
+    let e = env
+        .engine
+        .query("SELECT * FROM bad.nope")
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("nope"), "{e}");
     let e = env
         .lake()
@@ -330,37 +452,67 @@ async fn bad_input(env: Env) {
         )
         .await
         .unwrap_err();
-    assert!(matches!(e, gridata_lake::Error::NoSuchNamespace { .. }), "{e}");
+    assert!(
+        matches!(e, gridata_lake::Error::NoSuchNamespace { .. }),
+        "{e}"
+    );
 
     // A file with a column the table lacks: names file and column.
     let f = env.csv("extra.csv", "id,nope,ts\n1,x,2026-10-01T00:00:00Z\n");
-    let e = env.engine.import(&t, &[f.clone()], WriteMode::Append, HashMap::new()).await.unwrap_err();
+    let e = env
+        .engine
+        .import(&t, &[f.clone()], WriteMode::Append, HashMap::new())
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Input { .. }));
-    assert!(e.to_string().contains(&f.path) && e.to_string().contains("'nope'"), "{e}");
+    assert!(
+        e.to_string().contains(&f.path) && e.to_string().contains("'nope'"),
+        "{e}"
+    );
 
     // A missing required column.
     let f = env.csv("noid.csv", "name,ts\nx,2026-10-01T00:00:00Z\n");
-    let e = env.engine.import(&t, &[f], WriteMode::Append, HashMap::new()).await.unwrap_err();
+    let e = env
+        .engine
+        .import(&t, &[f], WriteMode::Append, HashMap::new())
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("required column 'id'"), "{e}");
 
     // A value that does not parse: names the file and the line.
     let good = env.csv("good.csv", OCT_NOV);
-    let f = env.csv("badval.csv", "id,amount,ts\n1,10,2026-10-01T00:00:00Z\n2,ten,2026-10-01T00:00:00Z\n");
+    let f = env.csv(
+        "badval.csv",
+        "id,amount,ts\n1,10,2026-10-01T00:00:00Z\n2,ten,2026-10-01T00:00:00Z\n",
+    );
     let e = env
         .engine
         .import(&t, &[good, f.clone()], WriteMode::Append, HashMap::new())
         .await
         .unwrap_err();
-    assert!(e.to_string().contains(&f.path) && e.to_string().contains("line"), "{e}");
+    assert!(
+        e.to_string().contains(&f.path) && e.to_string().contains("line"),
+        "{e}"
+    );
     // Nothing from the good file was committed either.
     let table = env.lake().load_table(&t).await.unwrap();
-    assert!(table.metadata.current_snapshot().is_none(), "no partial commit");
+    assert!(
+        table.metadata.current_snapshot().is_none(),
+        "no partial commit"
+    );
 
     // A corrupt metadata file is named in the error.
     let loc = table.metadata_location.clone();
-    env.lake().storage().write(&loc, bytes::Bytes::from_static(b"{not json")).await.unwrap();
+    env.lake()
+        .storage()
+        .write(&loc, bytes::Bytes::from_static(b"{not json"))
+        .await
+        .unwrap();
     let e = env.lake().load_table(&t).await.unwrap_err();
-    assert!(matches!(e, gridata_lake::Error::CorruptMetadata { .. }), "{e}");
+    assert!(
+        matches!(e, gridata_lake::Error::CorruptMetadata { .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains(&loc), "{e}");
 }
 
@@ -379,16 +531,23 @@ async fn concurrent_appends(env: Env) {
             .map(|i| format!("{},w{w},{i},2026-10-0{}T00:00:00Z", w * 100 + i, 1 + i % 5))
             .collect::<Vec<_>>()
             .join("\n");
-        let file = env.csv(&format!("w{w}.csv"), &format!("id,name,amount,ts\n{body}\n"));
+        let file = env.csv(
+            &format!("w{w}.csv"),
+            &format!("id,name,amount,ts\n{body}\n"),
+        );
         handles.push(tokio::spawn(async move {
-            engine.import(&t, &[file], WriteMode::Append, HashMap::new()).await
+            engine
+                .import(&t, &[file], WriteMode::Append, HashMap::new())
+                .await
         }));
     }
     for h in handles {
         h.await.unwrap().unwrap();
     }
     let ids = env.ids("SELECT id FROM conc.orders ORDER BY id").await;
-    let expect: Vec<i64> = (0..6).flat_map(|w| (0..10).map(move |i| w * 100 + i)).collect();
+    let expect: Vec<i64> = (0..6)
+        .flat_map(|w| (0..10).map(move |i| w * 100 + i))
+        .collect();
     assert_eq!(ids, expect, "no commit lost, no row duplicated");
     let table = env.lake().load_table(&t).await.unwrap();
     assert_eq!(table.metadata.snapshots().len(), 6);
@@ -410,14 +569,27 @@ async fn rewrite_of_vanished_files_fails_clearly() {
     let env = embedded().await;
     let t = orders_table(&env, "cow").await;
     env.engine
-        .import(&t, &[env.csv("a.csv", OCT_NOV)], WriteMode::Append, HashMap::new())
+        .import(
+            &t,
+            &[env.csv("a.csv", OCT_NOV)],
+            WriteMode::Append,
+            HashMap::new(),
+        )
         .await
         .unwrap();
     let table = env.lake().load_table(&t).await.unwrap();
-    let victim = env.lake().live_files(&table, None).await.unwrap()[0].file.file_path().to_string();
+    let victim = env.lake().live_files(&table, None).await.unwrap()[0]
+        .file
+        .file_path()
+        .to_string();
     // Another writer overwrites everything first.
     env.engine
-        .import(&t, &[env.csv("b.csv", OCT_NOV)], WriteMode::Overwrite, HashMap::new())
+        .import(
+            &t,
+            &[env.csv("b.csv", OCT_NOV)],
+            WriteMode::Overwrite,
+            HashMap::new(),
+        )
         .await
         .unwrap();
     let e = env
@@ -433,6 +605,9 @@ async fn rewrite_of_vanished_files_fails_clearly() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(e, gridata_lake::Error::ConcurrentChange { .. }), "{e}");
+    assert!(
+        matches!(e, gridata_lake::Error::ConcurrentChange { .. }),
+        "{e}"
+    );
     assert_eq!(env.ids("SELECT count(*) FROM cow.orders").await, vec![4]);
 }
