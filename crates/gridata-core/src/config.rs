@@ -271,10 +271,8 @@ impl Config {
                 ));
             }
         }
-        if let Some(url) = &self.catalog.url {
-            if let Err(e) = url.check() {
-                out.push(format!("catalog.url: {e}"));
-            }
+        if let Some(Err(e)) = self.catalog.url.as_ref().map(|u| u.check()) {
+            out.push(format!("catalog.url: {e}"));
         }
         out
     }

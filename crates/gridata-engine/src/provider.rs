@@ -126,12 +126,12 @@ impl LakeTableProvider {
                 tracing::debug!(error = %e, "iceberg pruning skipped");
                 plan(None).await.map_err(|e| gridata_lake::Error::Iceberg {
                     context: format!("plan scan of '{}'", self.table.name),
-                    source: e,
+                    source: Box::new(e),
                 })
             }
             Err(e) => Err(gridata_lake::Error::Iceberg {
                 context: format!("plan scan of '{}'", self.table.name),
-                source: e,
+                source: Box::new(e),
             }),
         }
     }

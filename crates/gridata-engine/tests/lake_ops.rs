@@ -461,7 +461,12 @@ async fn bad_input(env: Env) {
     let f = env.csv("extra.csv", "id,nope,ts\n1,x,2026-10-01T00:00:00Z\n");
     let e = env
         .engine
-        .import(&t, &[f.clone()], WriteMode::Append, HashMap::new())
+        .import(
+            &t,
+            std::slice::from_ref(&f),
+            WriteMode::Append,
+            HashMap::new(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Input { .. }));

@@ -70,6 +70,18 @@ fn next_metadata_location(table: &LakeTable) -> String {
     )
 }
 
+/// Fault injection for crash tests: with `GRIDATA_FAULT_PAUSE_BEFORE_COMMIT_MS`
+/// set, a commit waits that long after writing its files and before the
+/// compare-and-swap, so a test can kill the process at the worst moment.
+async fn fault_pause() {
+    if let Some(ms) = std::env::var("GRIDATA_FAULT_PAUSE_BEFORE_COMMIT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
 fn new_snapshot_id() -> i64 {
     let (hi, lo) = uuid::Uuid::new_v4().as_u64_pair();
     ((hi ^ lo) & (i64::MAX as u64)) as i64
@@ -94,6 +106,7 @@ impl Lake {
                 self.delete_all(&written).await;
                 return Err(e);
             }
+            fault_pause().await;
             match self
                 .catalog()
                 .swap(name, &current.metadata_location, &location)

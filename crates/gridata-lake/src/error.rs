@@ -62,7 +62,7 @@ pub enum Error {
     Iceberg {
         context: String,
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     /// Arrow or Parquet failed.
     #[error("{context}: {reason}")]
@@ -72,7 +72,10 @@ pub enum Error {
 impl Error {
     pub(crate) fn iceberg(context: impl Into<String>) -> impl FnOnce(iceberg::Error) -> Self {
         let context = context.into();
-        move |source| Error::Iceberg { context, source }
+        move |source| Error::Iceberg {
+            context,
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn catalog(e: sqlx::Error) -> Self {

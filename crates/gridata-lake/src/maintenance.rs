@@ -395,7 +395,7 @@ fn evolve_schema(table: &LakeTable, updates: &[SchemaUpdate]) -> Result<Schema> 
                         type_name(&Type::Primitive(ty.clone()))
                     )));
                 }
-                fields[i].field_type = Box::new(Type::Primitive(ty.clone()));
+                *fields[i].field_type = Type::Primitive(ty.clone());
             }
         }
     }
