@@ -225,7 +225,18 @@ pub async fn run(args: &DemoArgs, home: Option<PathBuf>) -> Result<()> {
     .await?;
     println!("rows now: {now}; rows at snapshot {first}: {then}");
 
-    step(9, "Compact small files");
+    step(9, "Three small December drops, then compaction");
+    for i in 0..3u64 {
+        let f = raw.join(format!("2026-12-part{i}.csv"));
+        orders_csv(&f, 12, 200, 100_000 + i * 1_000, args.seed + 10 + i)?;
+        // Producers follow the rename too.
+        let text = std::fs::read_to_string(&f)?.replacen(",amount,", ",order_total,", 1);
+        std::fs::write(&f, text)?;
+        engine
+            .import(&name, &[input(&f)], WriteMode::Append, HashMap::new())
+            .await?;
+    }
+    let now = count(&engine, "SELECT count(*) FROM ecommerce.orders").await?;
     let (removed, added) = engine.compact(&name, None).await?;
     println!(
         "rewrote {removed} files into {added}; rows unchanged: {}",
