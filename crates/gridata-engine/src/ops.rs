@@ -242,13 +242,14 @@ impl Engine {
         let table = self.lake().load_table(name).await?;
         let target = table.arrow_schema(None)?;
         let mut report = ImportReport::default();
-        let mut added = Vec::new();
+        let mut frames = Vec::with_capacity(files.len());
         for file in files {
-            let df = self.read_input(file, &table).await?;
-            let (rows, data) = self.write_frame(&table, &target, df, &file.path).await?;
+            frames.push((self.read_input(file, &table).await?, file.path.clone()));
+        }
+        let (counts, added) = self.write_frames(&table, &target, frames).await?;
+        for (file, rows) in files.iter().zip(counts) {
             report.rows_per_file.push((file.path.clone(), rows));
             report.rows += rows;
-            added.extend(data);
         }
         report.data_files = added.len();
         let (operation, removal) = match mode {
@@ -280,37 +281,74 @@ impl Engine {
         df: DataFrame,
         source: &str,
     ) -> Result<(u64, Vec<gridata_lake::iceberg::spec::DataFile>)> {
-        let stream = df
-            .execute_stream()
-            .await
-            .map_err(|e| input_err(source, e))?;
-        let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = rows.clone();
-        let name = table.name.to_string();
-        let target = target.clone();
-        let src = source.to_string();
-        let batches = stream.map(move |b| {
-            let b = b.map_err(|e| gridata_lake::Error::DataMismatch {
-                table: name.clone(),
-                reason: format!(
-                    "{src}: {}",
-                    e.strip_backtrace().trim_start_matches("Arrow error: ")
-                ),
-            })?;
-            counter.fetch_add(b.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
-            gridata_lake::conform_batch(&name, &b, &target)
-        });
+        let (counts, files) = self
+            .write_frames(table, target, vec![(df, source.to_string())])
+            .await?;
+        Ok((counts[0], files))
+    }
+
+    /// Write several DataFrames, one after another, through one writer, so
+    /// a partition gets one file per write rather than one per input.
+    /// Returns the rows read from each and the data files (not committed).
+    /// Errors name the source of the failing frame.
+    pub async fn write_frames(
+        &self,
+        table: &LakeTable,
+        target: &SchemaRef,
+        frames: Vec<(DataFrame, String)>,
+    ) -> Result<(Vec<u64>, Vec<gridata_lake::iceberg::spec::DataFile>)> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let sources: Vec<String> = frames.iter().map(|(_, s)| s.clone()).collect();
+        let mut streams = Vec::with_capacity(frames.len());
+        let mut counters = Vec::with_capacity(frames.len());
+        for (df, source) in frames {
+            let stream = df
+                .execute_stream()
+                .await
+                .map_err(|e| input_err(&source, e))?;
+            let counter = Arc::new(AtomicU64::new(0));
+            counters.push(counter.clone());
+            let name = table.name.to_string();
+            let target = target.clone();
+            streams.push(stream.map(move |b| {
+                let tag = |reason: String| gridata_lake::Error::DataMismatch {
+                    table: name.clone(),
+                    reason: format!("{source}: {reason}"),
+                };
+                let b = b.map_err(|e| {
+                    tag(e
+                        .strip_backtrace()
+                        .trim_start_matches("Arrow error: ")
+                        .to_string())
+                })?;
+                counter.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                gridata_lake::conform_batch(&name, &b, &target).map_err(|e| match e {
+                    gridata_lake::Error::DataMismatch { reason, .. } => tag(reason),
+                    other => other,
+                })
+            }));
+        }
+        let batches = futures::stream::iter(streams).flatten();
         let files = self
             .lake()
             .write_files(table, Box::pin(batches))
             .await
             .map_err(|e| match e {
-                gridata_lake::Error::DataMismatch { reason, .. } if !reason.starts_with(source) => {
-                    input_err(source, reason)
-                }
+                gridata_lake::Error::DataMismatch { ref reason, .. } => sources
+                    .iter()
+                    .find_map(|s| {
+                        reason
+                            .strip_prefix(s.as_str())
+                            .and_then(|r| r.strip_prefix(": "))
+                            .map(|r| input_err(s, r))
+                    })
+                    .unwrap_or(Error::Lake(e)),
                 other => Error::Lake(other),
             })?;
-        Ok((rows.load(std::sync::atomic::Ordering::Relaxed), files))
+        Ok((
+            counters.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+            files,
+        ))
     }
 
     /// Delete the rows matching a SQL predicate, copy-on-write: files with

@@ -111,6 +111,19 @@ impl LakeTableProvider {
                 let scan = b.build()?;
                 use futures::TryStreamExt;
                 let tasks: Vec<_> = scan.plan_files().await?.try_collect().await?;
+                // Delete files (merge-on-read, written by other engines) are
+                // not applied by the Parquet reader: refuse rather than
+                // return deleted rows.
+                if let Some(t) = tasks.iter().find(|t| !t.deletes.is_empty()) {
+                    return Err(gridata_lake::iceberg::Error::new(
+                        gridata_lake::iceberg::ErrorKind::FeatureUnsupported,
+                        format!(
+                            "data file {} has {} delete file(s); reading merge-on-read deletes is not supported yet",
+                            t.data_file_path,
+                            t.deletes.len()
+                        ),
+                    ));
+                }
                 Ok::<_, gridata_lake::iceberg::Error>(
                     tasks
                         .into_iter()
@@ -122,7 +135,10 @@ impl LakeTableProvider {
         match plan(predicate.clone()).await {
             Ok(v) => Ok(v),
             // A predicate iceberg cannot bind only costs pruning, never rows.
-            Err(e) if predicate.is_some() => {
+            Err(e)
+                if predicate.is_some()
+                    && e.kind() != gridata_lake::iceberg::ErrorKind::FeatureUnsupported =>
+            {
                 tracing::debug!(error = %e, "iceberg pruning skipped");
                 plan(None).await.map_err(|e| gridata_lake::Error::Iceberg {
                     context: format!("plan scan of '{}'", self.table.name),
