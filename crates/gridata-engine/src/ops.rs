@@ -96,10 +96,10 @@ impl Engine {
             let b = self
                 .lake()
                 .storage()
-                .read(path)
+                .read_prefix(path, 1 << 16)
                 .await
                 .map_err(|e| input_err(path, e))?;
-            Ok(b[..b.len().min(1 << 16)].to_vec())
+            Ok(b.to_vec())
         } else {
             use std::io::Read;
             let mut f = std::fs::File::open(path).map_err(|e| input_err(path, e))?;

@@ -114,11 +114,8 @@ impl Storage {
     /// need no creation.
     pub fn init(&self) -> Result<()> {
         for base in self.zones.values() {
-            if let Some(path) = base
-                .strip_prefix("file://")
-                .and_then(|_| Url::parse(base).ok())
-                .and_then(|u| u.to_file_path().ok())
-            {
+            let url = Url::parse(base).ok().filter(|u| u.scheme() == "file");
+            if let Some(path) = url.and_then(|u| u.to_file_path().ok()) {
                 std::fs::create_dir_all(&path).map_err(|e| Error::Io {
                     uri: base.clone(),
                     reason: e.to_string(),
@@ -203,6 +200,20 @@ impl Storage {
             .await
             .map_err(|e| Error::from_store(uri, e))?;
         got.bytes().await.map_err(|e| Error::from_store(uri, e))
+    }
+
+    /// Read at most the first `len` bytes of a file.
+    pub async fn read_prefix(&self, uri: &str, len: u64) -> Result<Bytes> {
+        let (store, path) = self.resolve(uri)?;
+        let size = store
+            .head(&path)
+            .await
+            .map_err(|e| Error::from_store(uri, e))?
+            .size;
+        store
+            .get_range(&path, 0..size.min(len))
+            .await
+            .map_err(|e| Error::from_store(uri, e))
     }
 
     /// Write a whole file, replacing any earlier one.

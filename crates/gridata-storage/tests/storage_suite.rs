@@ -19,6 +19,8 @@ async fn suite(s: &Storage) {
     assert_eq!(s.read(&a).await.unwrap().as_ref(), b"id,qty\n1,2\n");
     assert!(s.exists(&a).await.unwrap());
     assert_eq!(s.head(&a).await.unwrap().size, 11);
+    assert_eq!(s.read_prefix(&a, 6).await.unwrap().as_ref(), b"id,qty");
+    assert_eq!(s.read_prefix(&a, 1 << 20).await.unwrap().len(), 11);
 
     // Create refuses to overwrite.
     s.create(&b, Bytes::from_static(b"x")).await.unwrap();
