@@ -66,6 +66,20 @@ pub struct Config {
     /// Where the Iceberg catalog lives. Default: `<home>/catalog.db`.
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// Where run state (runs, task attempts, logs, check results) lives.
+    /// Default: `<home>/state.db`.
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// The state database of runs and tasks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// A `postgres://` or `sqlite://` URL, literal or a secret reference.
+    /// Default: `sqlite://<home>/state.db`.
+    #[serde(default)]
+    pub url: Option<SecretRef>,
 }
 
 /// Object storage for the zones.
@@ -202,6 +216,24 @@ impl Home {
             ))
             .resolve()?),
         }
+    }
+
+    /// The state URL: configured, or the embedded SQLite file
+    /// `<home>/state.db`.
+    pub fn state_url(&self) -> Result<crate::Secret> {
+        match &self.config.state.url {
+            Some(url) => url.resolve(),
+            None => Ok(SecretRef::new(format!(
+                "sqlite://{}?mode=rwc",
+                self.root.join("state.db").display()
+            ))
+            .resolve()?),
+        }
+    }
+
+    /// The folder of pipeline files: `<home>/pipelines`.
+    pub fn pipelines_dir(&self) -> PathBuf {
+        self.root.join("pipelines")
     }
 
     /// The catalog name.

@@ -292,11 +292,57 @@ impl Storage {
         Ok(out)
     }
 
-    /// Copy then delete: a move that works on every store.
+    /// Move a file: a server-side copy then a delete when both ends are in
+    /// one store, else read and write.
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let data = self.read(from).await?;
-        self.write(to, data).await?;
+        let (src_store, src) = self.resolve(from)?;
+        let (dst_store, dst) = self.resolve(to)?;
+        if Arc::ptr_eq(&src_store, &dst_store) {
+            src_store
+                .copy(&src, &dst)
+                .await
+                .map_err(|e| Error::from_store(from, e))?;
+        } else {
+            let data = self.read(from).await?;
+            self.write(to, data).await?;
+        }
         self.delete(from).await
+    }
+
+    /// Upload a local file in parts of 8 MiB, so memory stays bounded
+    /// whatever its size.
+    pub async fn upload_file(&self, uri: &str, local: &std::path::Path) -> Result<u64> {
+        use tokio::io::AsyncReadExt;
+        let (store, path) = self.resolve(uri)?;
+        let io = |e: std::io::Error| Error::Io {
+            uri: local.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut file = tokio::fs::File::open(local).await.map_err(io)?;
+        let upload = store
+            .put_multipart(&path)
+            .await
+            .map_err(|e| Error::from_store(uri, e))?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = file.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            writer
+                .wait_for_capacity(4)
+                .await
+                .map_err(|e| Error::from_store(uri, e))?;
+            writer.write(&buf[..n]);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| Error::from_store(uri, e))?;
+        Ok(total)
     }
 }
 
