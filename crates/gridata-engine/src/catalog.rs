@@ -12,7 +12,9 @@ use datafusion::arrow::array::{
     TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::catalog::{CatalogProvider, MemTable, SchemaProvider, TableProvider};
+use datafusion::catalog::{
+    CatalogProvider, MemTable, MemorySchemaProvider, SchemaProvider, TableProvider,
+};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use gridata_core::TableName;
 use gridata_lake::{Lake, LakeTable};
@@ -28,13 +30,24 @@ fn df_err(e: impl std::fmt::Display) -> DataFusionError {
 pub struct LakeCatalog {
     lake: Lake,
     namespaces: Vec<String>,
+    overlay: Arc<MemorySchemaProvider>,
 }
 
 impl LakeCatalog {
     /// The lake's namespaces as listed now.
     pub async fn new(lake: Lake) -> gridata_lake::Result<Self> {
         let namespaces = lake.catalog().list_namespaces().await?;
-        Ok(Self { lake, namespaces })
+        Ok(Self {
+            lake,
+            namespaces,
+            overlay: Arc::new(MemorySchemaProvider::new()),
+        })
+    }
+
+    /// Session-local tables, found by unqualified name before the lake's
+    /// `default` namespace.
+    pub fn overlay(&self) -> &Arc<MemorySchemaProvider> {
+        &self.overlay
     }
 }
 
@@ -52,6 +65,7 @@ impl CatalogProvider for LakeCatalog {
         Some(Arc::new(LakeSchema {
             lake: self.lake.clone(),
             namespace: name.to_string(),
+            overlay: (name == DEFAULT_SCHEMA).then(|| self.overlay.clone()),
         }))
     }
 }
@@ -61,7 +75,11 @@ impl CatalogProvider for LakeCatalog {
 pub struct LakeSchema {
     lake: Lake,
     namespace: String,
+    overlay: Option<Arc<MemorySchemaProvider>>,
 }
+
+/// The schema unqualified names resolve in.
+pub const DEFAULT_SCHEMA: &str = "default";
 
 /// What a table name in SQL refers to.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,6 +121,11 @@ impl SchemaProvider for LakeSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(overlay) = &self.overlay
+            && let Some(t) = overlay.table(name).await?
+        {
+            return Ok(Some(t));
+        }
         let (base, target) = split_name(name);
         let tname = TableName {
             namespace: self.namespace.split('.').map(String::from).collect(),
@@ -135,6 +158,27 @@ impl SchemaProvider for LakeSchema {
 
     fn table_exist(&self, _name: &str) -> bool {
         true
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        match &self.overlay {
+            Some(o) => o.register_table(name, table),
+            None => datafusion::common::not_impl_err!(
+                "tables are created in namespace '{}' with `gridata table create`",
+                self.namespace
+            ),
+        }
+    }
+
+    fn deregister_table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        match &self.overlay {
+            Some(o) => o.deregister_table(name),
+            None => Ok(None),
+        }
     }
 }
 

@@ -263,6 +263,7 @@ impl Engine {
                 name,
                 CommitRequest {
                     operation,
+                    stage: false,
                     added,
                     removal,
                     properties,
@@ -403,6 +404,7 @@ impl Engine {
                 name,
                 CommitRequest {
                     operation,
+                    stage: false,
                     added,
                     removal: Removal::Files(removed),
                     properties: props,
@@ -460,6 +462,7 @@ impl Engine {
                 name,
                 CommitRequest {
                     operation: Operation::Replace,
+                    stage: false,
                     added,
                     removal: Removal::Files(removed),
                     properties: HashMap::new(),

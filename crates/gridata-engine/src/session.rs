@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -34,7 +35,7 @@ impl Engine {
     /// A session with every namespace of `lake` as a schema.
     pub async fn new(lake: Lake) -> Result<Self> {
         let config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG, "default")
+            .with_default_catalog_and_schema(CATALOG, crate::catalog::DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_target_partitions(
@@ -84,6 +85,13 @@ impl Engine {
         let state = self.ctx.state();
         let plan = state.statement_to_plan(stmt).await?;
         Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Register a session-local table under an unqualified name, replacing
+    /// any earlier one of that name.
+    pub fn register(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
+        self.ctx.register_table(name, table)?;
+        Ok(())
     }
 
     /// Run a query and collect its result.

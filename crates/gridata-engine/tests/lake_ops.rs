@@ -603,6 +603,7 @@ async fn rewrite_of_vanished_files_fails_clearly() {
             &t,
             gridata_lake::CommitRequest {
                 operation: gridata_lake::iceberg::spec::Operation::Delete,
+                stage: false,
                 added: vec![],
                 removal: gridata_lake::Removal::Files([victim].into()),
                 properties: HashMap::new(),

@@ -43,6 +43,9 @@ pub struct CommitRequest {
     pub removal: Removal,
     /// Caller properties for the summary, such as `gridata.run-id`.
     pub properties: HashMap<String, String>,
+    /// Stage the snapshot without making it current (write-audit-publish):
+    /// readers keep seeing the parent until [`Lake::publish`].
+    pub stage: bool,
 }
 
 /// What one attempt prepared: new metadata and the files it wrote.
@@ -400,11 +403,16 @@ impl Lake {
             })
             .with_schema_id(meta.current_schema_id())
             .build();
-        let metadata = meta
+        let builder = meta
             .as_ref()
             .clone()
-            .into_builder(Some(table.metadata_location.clone()))
-            .set_branch_snapshot(snapshot, iceberg::spec::MAIN_BRANCH)
+            .into_builder(Some(table.metadata_location.clone()));
+        let builder = if req.stage {
+            builder.add_snapshot(snapshot)
+        } else {
+            builder.set_branch_snapshot(snapshot, iceberg::spec::MAIN_BRANCH)
+        };
+        let metadata = builder
             .and_then(|b| b.build())
             .map_err(Error::iceberg(format!(
                 "table '{}': new snapshot",
@@ -412,6 +420,102 @@ impl Lake {
             )))?
             .metadata;
         Ok(Prepared { metadata, written })
+    }
+
+    /// Make a staged snapshot current. If the table moved on since it was
+    /// staged, the same files are committed again on top of the current
+    /// snapshot (as Iceberg's cherry-pick does), and the staged snapshot is
+    /// dropped. Returns the table with the published snapshot current.
+    pub async fn publish(
+        &self,
+        name: &TableName,
+        staged: i64,
+        request: &CommitRequest,
+    ) -> Result<LakeTable> {
+        let table = self.load_table(name).await?;
+        let parent = table
+            .snapshot(Some(staged))?
+            .and_then(|s| s.parent_snapshot_id());
+        if table.metadata.current_snapshot_id() == parent {
+            let ff = self
+                .update(name, |t, _| async move {
+                    if t.metadata.current_snapshot_id() != parent {
+                        return Err(Error::ConcurrentChange {
+                            table: name.to_string(),
+                            reason: "the table moved while publishing".into(),
+                        });
+                    }
+                    let metadata = t
+                        .metadata
+                        .as_ref()
+                        .clone()
+                        .into_builder(Some(t.metadata_location.clone()))
+                        .set_ref(
+                            iceberg::spec::MAIN_BRANCH,
+                            iceberg::spec::SnapshotReference::new(
+                                staged,
+                                iceberg::spec::SnapshotRetention::branch(None, None, None),
+                            ),
+                        )
+                        .and_then(|b| b.build())
+                        .map_err(Error::iceberg(format!("table '{name}': publish")))?
+                        .metadata;
+                    Ok(Some(Prepared {
+                        metadata,
+                        written: vec![],
+                    }))
+                })
+                .await;
+            match ff {
+                Ok(t) => return Ok(t),
+                Err(Error::ConcurrentChange { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut again = request.clone();
+        again.stage = false;
+        let done = self.commit(name, again).await?;
+        self.drop_staged(name, staged).await?;
+        Ok(done)
+    }
+
+    /// Remove a staged snapshot that will never be published, and delete
+    /// the data files it added. The current snapshot is untouched.
+    pub async fn discard(&self, name: &TableName, staged: i64, added: &[String]) -> Result<()> {
+        self.drop_staged(name, staged).await?;
+        self.delete_all(added).await;
+        Ok(())
+    }
+
+    async fn drop_staged(&self, name: &TableName, staged: i64) -> Result<()> {
+        self.update(name, |t, _| async move {
+            if t.metadata.snapshot_by_id(staged).is_none() {
+                return Ok(None);
+            }
+            if t.metadata.current_snapshot_id() == Some(staged) {
+                return Err(Error::ConcurrentChange {
+                    table: name.to_string(),
+                    reason: format!("snapshot {staged} is current and cannot be discarded"),
+                });
+            }
+            let metadata = t
+                .metadata
+                .as_ref()
+                .clone()
+                .into_builder(Some(t.metadata_location.clone()))
+                .remove_snapshots(&[staged])
+                .build()
+                .map_err(Error::iceberg(format!(
+                    "table '{name}': discard staged snapshot"
+                )))?
+                .metadata;
+            Ok(Some(Prepared {
+                metadata,
+                written: vec![],
+            }))
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn cleanup(&self, written: &[String]) {

@@ -278,3 +278,59 @@ mod tests {
         assert!(parse_partition_spec(&["month(nope)".into()], &s).is_err());
     }
 }
+
+/// The Iceberg type of an Arrow type, for tables created from query
+/// results. Nested and interval types are refused, naming the column.
+pub fn primitive_from_arrow(
+    column: &str,
+    dt: &arrow::datatypes::DataType,
+) -> Result<PrimitiveType> {
+    use arrow::datatypes::{DataType as D, TimeUnit};
+    Ok(match dt {
+        D::Boolean => PrimitiveType::Boolean,
+        D::Int8 | D::Int16 | D::Int32 | D::UInt8 | D::UInt16 => PrimitiveType::Int,
+        D::Int64 | D::UInt32 => PrimitiveType::Long,
+        D::Float16 | D::Float32 => PrimitiveType::Float,
+        D::Float64 => PrimitiveType::Double,
+        D::Utf8 | D::LargeUtf8 | D::Utf8View => PrimitiveType::String,
+        D::Binary | D::LargeBinary | D::BinaryView => PrimitiveType::Binary,
+        D::Date32 | D::Date64 => PrimitiveType::Date,
+        D::Time64(_) | D::Time32(_) => PrimitiveType::Time,
+        D::Timestamp(TimeUnit::Nanosecond, None) | D::Timestamp(_, None) => {
+            PrimitiveType::Timestamp
+        }
+        D::Timestamp(_, Some(_)) => PrimitiveType::Timestamptz,
+        D::Decimal128(p, s) if *s >= 0 => PrimitiveType::Decimal {
+            precision: u32::from(*p).min(38),
+            scale: *s as u32,
+        },
+        other => {
+            return Err(Error::DataMismatch {
+                table: String::new(),
+                reason: format!("column '{column}' has type {other}, which tables cannot hold"),
+            });
+        }
+    })
+}
+
+/// An Iceberg schema with the columns of an Arrow schema, all optional,
+/// with field ids from 1.
+pub fn schema_from_arrow(arrow: &arrow::datatypes::Schema) -> Result<Schema> {
+    let fields = arrow
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            Ok(Arc::new(NestedField::new(
+                i as i32 + 1,
+                f.name(),
+                Type::Primitive(primitive_from_arrow(f.name(), f.data_type())?),
+                false,
+            )))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Schema::builder()
+        .with_fields(fields)
+        .build()
+        .map_err(|e| parse_err("schema", "query result", e.to_string()))
+}

@@ -1,0 +1,1145 @@
+//! Running one pipeline: the DAG executor.
+//!
+//! Invariants:
+//! - Every task state and attempt is written to the state store before
+//!   the executor acts on it.
+//! - Tasks run when all their dependencies succeeded, at most
+//!   `max_active_tasks` at a time; a failed task marks its downstream
+//!   `upstream_failed`.
+//! - A staged table write is published only after every `quality` task
+//!   downstream of it passed; when the run fails, unpublished writes are
+//!   discarded and the tables stay at their pre-run snapshots.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datafusion::catalog::TableProvider;
+use datafusion::prelude::{DataFrame, ParquetReadOptions};
+use gridata_core::{Clock, TableName, Zone};
+use gridata_engine::{Engine, LakeTableProvider};
+use gridata_lake::{CommitRequest, Lake};
+use gridata_state::{
+    CheckRecord, FileCounts, LogLine, RowCounts, RunRecord, RunState, StateStore, TaskState,
+};
+use gridata_storage::Storage;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+
+use crate::landing::{LandTarget, land};
+use crate::load::Loaded;
+use crate::model::{Dataset, FileFormat, Input, Task, TaskKind, ZoneName};
+use crate::{Error, Result, tasks, template};
+
+/// Quote a SQL identifier.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quote a SQL string literal.
+pub fn quote_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Why a task attempt failed, and whether another attempt may help.
+#[derive(Debug, Clone)]
+pub struct TaskError {
+    /// What happened, naming the file, table or query.
+    pub message: String,
+    /// Transient (I/O, conflicts, remote errors) rather than deterministic.
+    pub retryable: bool,
+}
+
+impl TaskError {
+    /// A failure that another attempt will not fix.
+    pub fn fatal(e: impl std::fmt::Display) -> Self {
+        Self {
+            message: e.to_string(),
+            retryable: false,
+        }
+    }
+
+    /// A failure that may pass on another attempt.
+    pub fn retryable(e: impl std::fmt::Display) -> Self {
+        Self {
+            message: e.to_string(),
+            retryable: true,
+        }
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What a successful attempt produced.
+#[derive(Debug, Clone, Default)]
+pub struct TaskResult {
+    /// Row counts.
+    pub rows: RowCounts,
+    /// Per source file counts.
+    pub files: BTreeMap<String, FileCounts>,
+    /// Kind-specific output, stored as JSON.
+    pub output: serde_json::Value,
+}
+
+impl TaskResult {
+    /// A result with only an output.
+    pub fn with_output(output: serde_json::Value) -> Self {
+        Self {
+            output,
+            ..Default::default()
+        }
+    }
+
+    /// Add per-file counts.
+    pub fn add_file(&mut self, file: &str, read: u64, rejected: u64, written: u64) {
+        let e = self
+            .files
+            .entry(file.to_string())
+            .or_insert_with(|| FileCounts {
+                source_file: file.to_string(),
+                rows_read: 0,
+                rows_rejected: 0,
+                rows_written: 0,
+            });
+        e.rows_read += read;
+        e.rows_rejected += rejected;
+        e.rows_written += written;
+    }
+}
+
+/// A staged table write waiting for its checks.
+#[derive(Debug, Clone)]
+pub struct StagedWrite {
+    /// The write task.
+    pub task_id: String,
+    /// The table.
+    pub table: TableName,
+    /// The staged snapshot.
+    pub snapshot_id: i64,
+    /// The snapshot that was current when staging.
+    pub parent: Option<i64>,
+    /// The commit, to re-apply if the table moved meanwhile.
+    pub request: CommitRequest,
+    /// Data files it added.
+    pub added: Vec<String>,
+}
+
+/// Progress of a run, for displays.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    /// The run started.
+    RunStarted {
+        /// Run id.
+        run_id: String,
+        /// Task ids in order.
+        tasks: Vec<String>,
+    },
+    /// An attempt started.
+    TaskStarted {
+        /// Task.
+        task_id: String,
+        /// Attempt, from 1.
+        attempt: u32,
+    },
+    /// An attempt failed and will be retried.
+    TaskRetrying {
+        /// Task.
+        task_id: String,
+        /// The failed attempt.
+        attempt: u32,
+        /// Why.
+        error: String,
+        /// Wait before the next.
+        delay: Duration,
+    },
+    /// A task reached a final state.
+    TaskFinished {
+        /// Task.
+        task_id: String,
+        /// Its state.
+        state: TaskState,
+        /// Rows.
+        rows: RowCounts,
+        /// Time taken.
+        duration: Duration,
+    },
+    /// A staged write was published.
+    Published {
+        /// Table.
+        table: String,
+        /// Snapshot now current.
+        snapshot_id: i64,
+    },
+}
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Parameters as given (`name=value`).
+    pub params: BTreeMap<String, String>,
+    /// What started the run.
+    pub trigger: String,
+    /// Progress events.
+    pub events: Option<UnboundedSender<RunEvent>>,
+    /// Scale retry delays (tests use 0).
+    pub retry_delay_scale: Option<f64>,
+}
+
+/// The result of a run, as stored.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run.
+    pub run: RunRecord,
+    /// Its tasks.
+    pub tasks: Vec<gridata_state::TaskRecord>,
+    /// Per-file row counts.
+    pub files: Vec<FileCounts>,
+    /// Check results.
+    pub checks: Vec<CheckRecord>,
+}
+
+/// Runs pipelines in-process.
+#[derive(Clone)]
+pub struct Runner {
+    lake: Lake,
+    state: Arc<dyn StateStore>,
+    clock: Arc<dyn Clock>,
+    home: PathBuf,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").field("home", &self.home).finish()
+    }
+}
+
+struct Shared {
+    run_id: String,
+    pipeline: Arc<Loaded>,
+    params: BTreeMap<String, String>,
+    vars: BTreeMap<String, String>,
+    lake: Lake,
+    state: Arc<dyn StateStore>,
+    clock: Arc<dyn Clock>,
+    home: PathBuf,
+    outputs: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+    staged: Mutex<Vec<StagedWrite>>,
+    published: Mutex<Vec<String>>,
+    landed: tokio::sync::Mutex<HashMap<String, crate::landing::Landed>>,
+}
+
+/// What a task sees while it runs.
+#[derive(Clone)]
+pub struct TaskCtx {
+    shared: Arc<Shared>,
+    task_id: String,
+    attempt: u32,
+    logs: Arc<Mutex<Vec<LogLine>>>,
+}
+
+impl TaskCtx {
+    /// The run id.
+    pub fn run_id(&self) -> &str {
+        &self.shared.run_id
+    }
+
+    /// The task id.
+    pub fn task_id(&self) -> &str {
+        &self.task_id
+    }
+
+    /// The pipeline id.
+    pub fn pipeline_id(&self) -> &str {
+        &self.shared.pipeline.pipeline.id
+    }
+
+    /// The run's parameters.
+    pub fn params(&self) -> &BTreeMap<String, String> {
+        &self.shared.params
+    }
+
+    /// The Gridata home.
+    pub fn home_dir(&self) -> PathBuf {
+        self.shared.home.clone()
+    }
+
+    /// The lake.
+    pub fn lake(&self) -> &Lake {
+        &self.shared.lake
+    }
+
+    /// Storage zones.
+    pub fn storage(&self) -> &Storage {
+        self.shared.lake.storage()
+    }
+
+    /// Now, from the injected clock.
+    pub fn now_ms(&self) -> i64 {
+        self.shared.clock.now_ms()
+    }
+
+    /// Tables published so far in this run.
+    pub fn published_tables(&self) -> Vec<String> {
+        self.shared.published.lock().expect("published").clone()
+    }
+
+    /// Metadata the pipeline declares for a dataset.
+    pub fn dataset_meta(&self, table: &str) -> Option<Dataset> {
+        self.shared.pipeline.pipeline.datasets.get(table).cloned()
+    }
+
+    /// Add a line to the task's log.
+    pub fn log(&self, message: String) {
+        tracing::info!(run = %self.shared.run_id, task = %self.task_id, "{message}");
+        let mut logs = self.logs.lock().expect("logs");
+        let seq = logs.len() as u32;
+        logs.push(LogLine {
+            task_id: self.task_id.clone(),
+            attempt: self.attempt,
+            seq,
+            ts_ms: self.shared.clock.now_ms(),
+            level: "info".into(),
+            message,
+        });
+    }
+
+    /// Render a template with the run's variables.
+    pub fn render(&self, text: &str) -> std::result::Result<String, TaskError> {
+        template::render(text, &self.shared.vars).map_err(TaskError::fatal)
+    }
+
+    /// Render with extra variables.
+    pub fn render_with(
+        &self,
+        text: &str,
+        extra: &[(&str, &str)],
+    ) -> std::result::Result<String, TaskError> {
+        let mut vars = self.shared.vars.clone();
+        for (k, v) in extra {
+            vars.insert((*k).to_string(), (*v).to_string());
+        }
+        template::render(text, &vars).map_err(TaskError::fatal)
+    }
+
+    /// A fresh SQL session over the lake.
+    pub async fn session(&self) -> std::result::Result<Engine, TaskError> {
+        Engine::new(self.shared.lake.clone())
+            .await
+            .map_err(TaskError::retryable)
+    }
+
+    /// Set the task's output.
+    pub fn set_output(&self, provider: Arc<dyn TableProvider>) {
+        self.shared
+            .outputs
+            .lock()
+            .expect("outputs")
+            .insert(self.task_id.clone(), provider);
+    }
+
+    /// An upstream task's output as a DataFrame in `engine`.
+    pub fn task_frame(
+        &self,
+        engine: &Engine,
+        task: &str,
+    ) -> std::result::Result<DataFrame, TaskError> {
+        let provider = self
+            .shared
+            .outputs
+            .lock()
+            .expect("outputs")
+            .get(task)
+            .cloned()
+            .ok_or_else(|| TaskError::fatal(format!("task '{task}' has no output")))?;
+        engine
+            .context()
+            .read_table(provider)
+            .map_err(TaskError::fatal)
+    }
+
+    /// Record this task's check results now.
+    pub async fn record_checks(
+        &self,
+        checks: &[CheckRecord],
+    ) -> std::result::Result<(), TaskError> {
+        self.shared
+            .state
+            .record_checks(&self.shared.run_id, checks)
+            .await
+            .map_err(TaskError::retryable)
+    }
+
+    /// Register a staged write.
+    pub fn stage(&self, w: StagedWrite) {
+        let mut staged = self.shared.staged.lock().expect("staged");
+        staged.retain(|s| s.task_id != w.task_id);
+        staged.push(w);
+    }
+
+    /// A table for checks: this run's staged snapshot if it wrote one.
+    pub async fn table_for_check(
+        &self,
+        table: &str,
+    ) -> std::result::Result<(Arc<dyn TableProvider>, Option<i64>), TaskError> {
+        let name = TableName::parse(table).map_err(TaskError::fatal)?;
+        let staged = self
+            .shared
+            .staged
+            .lock()
+            .expect("staged")
+            .iter()
+            .rev()
+            .find(|s| s.table == name)
+            .map(|s| s.snapshot_id);
+        let t = self
+            .shared
+            .lake
+            .load_table(&name)
+            .await
+            .map_err(TaskError::fatal)?;
+        let snap = staged.or(t.metadata.current_snapshot_id());
+        let provider =
+            LakeTableProvider::new(self.shared.lake.clone(), t, snap).map_err(TaskError::fatal)?;
+        Ok((Arc::new(provider), snap))
+    }
+
+    /// URI of a file in this task's staging folder.
+    pub fn staging_uri(&self, file: &str) -> String {
+        self.storage().uri(
+            Zone::Staging,
+            &format!("runs/{}/{}/{file}", self.shared.run_id, self.task_id),
+        )
+    }
+
+    /// URI of a file in this task's quarantine folder.
+    pub fn rejected_uri(&self, file: &str) -> String {
+        self.storage().uri(
+            Zone::Rejected,
+            &format!(
+                "{}/{}/{}/{file}",
+                self.pipeline_id(),
+                self.shared.run_id,
+                self.task_id
+            ),
+        )
+    }
+
+    /// A Parquet file as a table.
+    pub async fn parquet_view(
+        &self,
+        engine: &Engine,
+        uri: &str,
+    ) -> std::result::Result<Arc<dyn TableProvider>, TaskError> {
+        let df = engine
+            .context()
+            .read_parquet(uri, ParquetReadOptions::default())
+            .await
+            .map_err(|e| TaskError::retryable(format!("{uri}: {e}")))?;
+        Ok(df.into_view())
+    }
+
+    /// Compute a frame into a staged Parquet file.
+    pub async fn materialize(
+        &self,
+        engine: &Engine,
+        df: DataFrame,
+        name: &str,
+    ) -> std::result::Result<(u64, Arc<dyn TableProvider>), TaskError> {
+        use futures::StreamExt;
+        let uri = self.staging_uri(&format!("{name}.parquet"));
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let mut out = crate::landing::ParquetOut::create(&uri, schema).map_err(TaskError::fatal)?;
+        let mut stream = df
+            .execute_stream()
+            .await
+            .map_err(|e| TaskError::fatal(format!("SQL error: {e}")))?;
+        while let Some(b) = stream.next().await {
+            let b = b.map_err(|e| TaskError::fatal(format!("SQL error: {e}")))?;
+            out.write(&b).map_err(TaskError::fatal)?;
+        }
+        let (uri, rows) = out
+            .close()
+            .map_err(TaskError::fatal)?
+            .upload(self.storage())
+            .await
+            .map_err(TaskError::retryable)?;
+        Ok((rows, self.parquet_view(engine, &uri).await?))
+    }
+
+    /// The URI of `rel` in `zone`, or in `archive` when it was archived.
+    pub async fn locate(
+        &self,
+        zone: ZoneName,
+        rel: &str,
+    ) -> std::result::Result<Option<String>, TaskError> {
+        let storage = self.storage();
+        let uri = storage.uri(zone.zone(), rel);
+        if storage.exists(&uri).await.map_err(TaskError::retryable)? {
+            return Ok(Some(uri));
+        }
+        if zone == ZoneName::Raw {
+            let archived = storage.uri(Zone::Archive, rel);
+            if storage
+                .exists(&archived)
+                .await
+                .map_err(TaskError::retryable)?
+            {
+                self.log(format!("{rel}: using the archived copy {archived}"));
+                return Ok(Some(archived));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Files in `zone` matching `pattern` (a path, `*` in the last
+    /// segment, or a folder ending in `/`).
+    pub async fn list_matching(
+        &self,
+        zone: Zone,
+        pattern: &str,
+    ) -> std::result::Result<Vec<String>, TaskError> {
+        let storage = self.storage();
+        if !pattern.contains('*') && !pattern.ends_with('/') {
+            let uri = storage.uri(zone, pattern);
+            return Ok(
+                if storage.exists(&uri).await.map_err(TaskError::retryable)? {
+                    vec![uri]
+                } else {
+                    vec![]
+                },
+            );
+        }
+        let (dir, last) = pattern.rsplit_once('/').unwrap_or(("", pattern));
+        let base = storage.uri(zone, dir);
+        let files = match storage.list(&base).await {
+            Ok(f) => f,
+            Err(gridata_storage::Error::NotFound { .. }) => vec![],
+            Err(e) => return Err(TaskError::retryable(e)),
+        };
+        Ok(files
+            .into_iter()
+            .map(|f| f.uri)
+            .filter(|u| {
+                let name = u.rsplit('/').next().unwrap_or("");
+                last.is_empty() || glob(last, name)
+            })
+            .filter(|u| !u.ends_with(".sha256"))
+            .collect())
+    }
+
+    /// Files matching in `zone`, or in `archive` when none are left there.
+    pub async fn find_files(
+        &self,
+        zone: ZoneName,
+        pattern: &str,
+    ) -> std::result::Result<Vec<String>, TaskError> {
+        let found = self.list_matching(zone.zone(), pattern).await?;
+        if found.is_empty() && zone == ZoneName::Raw {
+            return self.list_matching(Zone::Archive, pattern).await;
+        }
+        Ok(found)
+    }
+
+    /// Move a file that failed validation to the rejected zone, with a
+    /// reason file. Returns its new URI.
+    pub async fn reject_file(
+        &self,
+        uri: &str,
+        problems: &[String],
+    ) -> std::result::Result<String, TaskError> {
+        let storage = self.storage();
+        let name = uri.rsplit('/').next().unwrap_or("file");
+        let to = self.rejected_uri(&format!("files/{name}"));
+        storage
+            .rename(uri, &to)
+            .await
+            .map_err(TaskError::retryable)?;
+        let sidecar = format!("{uri}.sha256");
+        if storage.exists(&sidecar).await.unwrap_or(false) {
+            let _ = storage.rename(&sidecar, &format!("{to}.sha256")).await;
+        }
+        let reason = serde_json::json!({
+            "file": uri,
+            "run_id": self.run_id(),
+            "pipeline": self.pipeline_id(),
+            "task": self.task_id,
+            "problems": problems,
+        });
+        storage
+            .write(
+                &format!("{to}.reason.json"),
+                serde_json::to_vec_pretty(&reason)
+                    .unwrap_or_default()
+                    .into(),
+            )
+            .await
+            .map_err(TaskError::retryable)?;
+        self.log(format!("moved {uri} to {to}"));
+        Ok(to)
+    }
+
+    /// An input as a DataFrame; raw files are landed (once per run) and
+    /// their read and quarantined counts added to `result`.
+    pub async fn input_frame(
+        &self,
+        engine: &Engine,
+        input: &Input,
+        result: &mut TaskResult,
+    ) -> std::result::Result<DataFrame, TaskError> {
+        if let Some(task) = &input.task {
+            return self.task_frame(engine, task);
+        }
+        if let Some(table) = &input.table {
+            return engine
+                .sql(&format!("SELECT * FROM {table}"))
+                .await
+                .map_err(|e| TaskError::fatal(format!("table {table}: {e}")));
+        }
+        let Some(file) = &input.file else {
+            return Err(TaskError::fatal("input names no task, table or file"));
+        };
+        let rel = self.render(file)?;
+        let zone = input.zone.unwrap_or(ZoneName::Raw);
+        let Some(uri) = self.locate(zone, &rel).await? else {
+            return Err(TaskError::fatal(format!(
+                "input file {rel} not found in zone {zone:?}"
+            )));
+        };
+        let format = input
+            .format
+            .or_else(|| FileFormat::from_path(&rel))
+            .ok_or_else(|| TaskError::fatal(format!("{uri}: cannot tell the format")))?;
+        let mut landed = self.shared.landed.lock().await;
+        let l = match landed.get(&uri) {
+            Some(l) => l.clone(),
+            None => {
+                let n = landed.len();
+                let target = LandTarget {
+                    staged: self.staging_uri(&format!("landed-{n}.parquet")),
+                    rejected: self.rejected_uri(&format!("malformed-{n}.parquet")),
+                    run_id: self.shared.run_id.clone(),
+                    task_id: self.task_id.clone(),
+                };
+                let l = land(self.storage(), &uri, format, &target)
+                    .await
+                    .map_err(TaskError::fatal)?;
+                self.log(format!(
+                    "read {}: {} rows, {} malformed line(s) quarantined",
+                    uri, l.rows_read, l.rows_rejected
+                ));
+                result.add_file(&uri, l.rows_read, l.rows_rejected, 0);
+                result.rows.rows_in += l.rows_read;
+                result.rows.rows_rejected += l.rows_rejected;
+                landed.insert(uri.clone(), l.clone());
+                l
+            }
+        };
+        drop(landed);
+        let provider = self.parquet_view(engine, &l.staged).await?;
+        engine
+            .context()
+            .read_table(provider)
+            .map_err(TaskError::fatal)
+    }
+}
+
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((pre, rest)) => {
+            if !name.starts_with(pre) {
+                return false;
+            }
+            let tail = &name[pre.len()..];
+            if rest.is_empty() {
+                return true;
+            }
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+        }
+    }
+}
+
+impl Runner {
+    /// A runner over a lake and a state store.
+    pub fn new(
+        lake: Lake,
+        state: Arc<dyn StateStore>,
+        clock: Arc<dyn Clock>,
+        home: PathBuf,
+    ) -> Self {
+        Self {
+            lake,
+            state,
+            clock,
+            home,
+        }
+    }
+
+    /// The state store.
+    pub fn state(&self) -> &Arc<dyn StateStore> {
+        &self.state
+    }
+
+    /// Run a validated pipeline to its end.
+    pub async fn run(&self, pipeline: Arc<Loaded>, opts: RunOptions) -> Result<RunSummary> {
+        let p = &pipeline.pipeline;
+        let params = crate::load::resolve_params(p, &opts.params, self.clock.now_ms())?;
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let now = self.clock.now_ms();
+        self.state
+            .create_run(&RunRecord {
+                run_id: run_id.clone(),
+                pipeline: p.id.clone(),
+                params: params.clone(),
+                state: RunState::Running,
+                trigger: if opts.trigger.is_empty() {
+                    "manual".into()
+                } else {
+                    opts.trigger.clone()
+                },
+                created_ms: now,
+                started_ms: Some(now),
+                ended_ms: None,
+                error: None,
+            })
+            .await?;
+        let mut vars = params.clone();
+        vars.insert("run_id".into(), run_id.clone());
+        vars.insert("pipeline".into(), p.id.clone());
+        vars.insert(
+            "run_started_at".into(),
+            chrono::DateTime::from_timestamp_millis(now)
+                .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                .unwrap_or_default(),
+        );
+        let shared = Arc::new(Shared {
+            run_id: run_id.clone(),
+            pipeline: pipeline.clone(),
+            params,
+            vars,
+            lake: self.lake.clone(),
+            state: self.state.clone(),
+            clock: self.clock.clone(),
+            home: self.home.clone(),
+            outputs: Mutex::new(HashMap::new()),
+            staged: Mutex::new(Vec::new()),
+            published: Mutex::new(Vec::new()),
+            landed: tokio::sync::Mutex::new(HashMap::new()),
+        });
+        let emit = |e: RunEvent| {
+            if let Some(tx) = &opts.events {
+                let _ = tx.send(e);
+            }
+        };
+        emit(RunEvent::RunStarted {
+            run_id: run_id.clone(),
+            tasks: p.tasks.iter().map(|t| t.id.clone()).collect(),
+        });
+        for t in &p.tasks {
+            self.state
+                .set_task_state(&run_id, &t.id, TaskState::Queued, now, None)
+                .await?;
+        }
+        let outcome = tokio::time::timeout(
+            p.defaults.run_timeout.0,
+            self.execute(shared.clone(), &opts),
+        )
+        .await;
+        let error = match outcome {
+            Ok(Ok(None)) => None,
+            Ok(Ok(Some(e))) => Some(e),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("run timed out after {}", p.defaults.run_timeout)),
+        };
+        // Unpublished writes are never seen by readers: drop them.
+        let leftover: Vec<StagedWrite> =
+            std::mem::take(&mut *shared.staged.lock().expect("staged"));
+        for w in leftover {
+            if let Err(e) = self.lake.discard(&w.table, w.snapshot_id, &w.added).await {
+                tracing::warn!(table = %w.table, error = %e, "could not discard staged snapshot");
+            } else {
+                tracing::info!(table = %w.table, snapshot = w.snapshot_id, "staged snapshot discarded");
+            }
+        }
+        let end = self.clock.now_ms();
+        let state = if error.is_none() {
+            RunState::Success
+        } else {
+            RunState::Failed
+        };
+        if state == RunState::Success {
+            self.cleanup_staging(&run_id).await;
+        }
+        self.state
+            .set_run_state(&run_id, state, end, error.as_deref())
+            .await?;
+        Ok(RunSummary {
+            run: self.state.run(&run_id).await?,
+            tasks: self.state.tasks(&run_id).await?,
+            files: self.state.file_counts(&run_id).await?,
+            checks: self.state.checks(&run_id).await?,
+        })
+    }
+
+    async fn cleanup_staging(&self, run_id: &str) {
+        let storage = self.lake.storage();
+        let dir = storage.uri(Zone::Staging, &format!("runs/{run_id}"));
+        if let Ok(files) = storage.list(&dir).await {
+            for f in files {
+                let _ = storage.delete(&f.uri).await;
+            }
+        }
+        if let Some(p) = dir.strip_prefix("file://") {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+
+    /// Run the DAG. Returns the first failure's message, if any.
+    async fn execute(&self, shared: Arc<Shared>, opts: &RunOptions) -> Result<Option<String>> {
+        let loaded = shared.pipeline.clone();
+        let p = &loaded.pipeline;
+        let run_id = shared.run_id.clone();
+        let mut states: HashMap<String, TaskState> = p
+            .tasks
+            .iter()
+            .map(|t| (t.id.clone(), TaskState::Queued))
+            .collect();
+        let mut running: JoinSet<(String, std::result::Result<(), String>)> = JoinSet::new();
+        let mut first_error: Option<String> = None;
+        loop {
+            // Mark tasks whose upstream failed.
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for t in &p.tasks {
+                    if states[&t.id] != TaskState::Queued {
+                        continue;
+                    }
+                    if t.depends_on.iter().any(|d| {
+                        matches!(
+                            states[d],
+                            TaskState::Failed | TaskState::UpstreamFailed | TaskState::Skipped
+                        )
+                    }) {
+                        states.insert(t.id.clone(), TaskState::UpstreamFailed);
+                        self.state
+                            .set_task_state(
+                                &run_id,
+                                &t.id,
+                                TaskState::UpstreamFailed,
+                                self.clock.now_ms(),
+                                None,
+                            )
+                            .await?;
+                        if let Some(tx) = &opts.events {
+                            let _ = tx.send(RunEvent::TaskFinished {
+                                task_id: t.id.clone(),
+                                state: TaskState::UpstreamFailed,
+                                rows: RowCounts::default(),
+                                duration: Duration::ZERO,
+                            });
+                        }
+                        changed = true;
+                    }
+                }
+            }
+            // Start ready tasks, in file order.
+            for t in &p.tasks {
+                if running.len() >= p.max_active_tasks.max(1) {
+                    break;
+                }
+                if states[&t.id] != TaskState::Queued
+                    || !t.depends_on.iter().all(|d| states[d] == TaskState::Success)
+                {
+                    continue;
+                }
+                states.insert(t.id.clone(), TaskState::Running);
+                let me = self.clone();
+                let shared = shared.clone();
+                let task = t.clone();
+                let opts = opts.clone();
+                running.spawn(async move {
+                    let r = me.run_task(shared, &task, &opts).await;
+                    (task.id.clone(), r)
+                });
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            let (task_id, r) = done.map_err(|e| Error::Internal(e.to_string()))?;
+            match r {
+                Ok(()) => {
+                    states.insert(task_id.clone(), TaskState::Success);
+                    self.publish_ready(&shared, &states, opts).await?;
+                }
+                Err(e) => {
+                    states.insert(task_id.clone(), TaskState::Failed);
+                    if first_error.is_none() {
+                        first_error = Some(format!("task '{task_id}' failed: {e}"));
+                    }
+                }
+            }
+        }
+        if first_error.is_none() {
+            // Everything passed: publish what is left.
+            let all: HashMap<String, TaskState> = states
+                .keys()
+                .map(|k| (k.clone(), TaskState::Success))
+                .collect();
+            self.publish_ready(&shared, &all, opts).await?;
+        }
+        Ok(first_error)
+    }
+
+    async fn publish_ready(
+        &self,
+        shared: &Arc<Shared>,
+        states: &HashMap<String, TaskState>,
+        opts: &RunOptions,
+    ) -> Result<()> {
+        let ready: Vec<StagedWrite> = {
+            let staged = shared.staged.lock().expect("staged");
+            staged
+                .iter()
+                .filter(|w| {
+                    shared
+                        .pipeline
+                        .gates(&w.task_id)
+                        .iter()
+                        .all(|q| states.get(q) == Some(&TaskState::Success))
+                })
+                .cloned()
+                .collect()
+        };
+        for w in ready {
+            let t = self
+                .lake
+                .publish(&w.table, w.snapshot_id, &w.request)
+                .await
+                .map_err(|e| Error::Publish {
+                    table: w.table.to_string(),
+                    reason: e.to_string(),
+                })?;
+            let snap = t.metadata.current_snapshot_id().unwrap_or(w.snapshot_id);
+            tracing::info!(table = %w.table, snapshot = snap, "published");
+            shared
+                .staged
+                .lock()
+                .expect("staged")
+                .retain(|s| s.task_id != w.task_id);
+            shared
+                .published
+                .lock()
+                .expect("published")
+                .push(w.table.to_string());
+            if let Some(tx) = &opts.events {
+                let _ = tx.send(RunEvent::Published {
+                    table: w.table.to_string(),
+                    snapshot_id: snap,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One task with its retries. Returns the final error message.
+    async fn run_task(
+        &self,
+        shared: Arc<Shared>,
+        task: &Task,
+        opts: &RunOptions,
+    ) -> std::result::Result<(), String> {
+        let p = &shared.pipeline.pipeline;
+        let retries = task.retries.unwrap_or(p.defaults.retries);
+        let base = task.retry_delay.unwrap_or(p.defaults.retry_delay).0;
+        let timeout = task.timeout.unwrap_or(p.defaults.timeout).0;
+        let run_id = shared.run_id.clone();
+        let started = Instant::now();
+        let kind = task.kind();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let now = self.clock.now_ms();
+            if let Err(e) = self
+                .state
+                .start_attempt(&run_id, &task.id, attempt, now)
+                .await
+            {
+                return Err(e.to_string());
+            }
+            if let Some(tx) = &opts.events {
+                let _ = tx.send(RunEvent::TaskStarted {
+                    task_id: task.id.clone(),
+                    attempt,
+                });
+            }
+            let ctx = TaskCtx {
+                shared: shared.clone(),
+                task_id: task.id.clone(),
+                attempt,
+                logs: Arc::new(Mutex::new(Vec::new())),
+            };
+            let outcome = match tokio::time::timeout(timeout, run_kind(&kind, &ctx)).await {
+                Ok(r) => r,
+                Err(_) => Err(TaskError::retryable(format!(
+                    "timed out after {}",
+                    crate::model::Dur(timeout)
+                ))),
+            };
+            let logs = std::mem::take(&mut *ctx.logs.lock().expect("logs"));
+            let _ = self.state.append_logs(&run_id, &logs).await;
+            let end = self.clock.now_ms();
+            match outcome {
+                Ok(result) => {
+                    let files: Vec<FileCounts> = result.files.values().cloned().collect();
+                    let record = async {
+                        self.state
+                            .record_file_counts(&run_id, &task.id, &files)
+                            .await?;
+                        self.state
+                            .finish_attempt(
+                                &run_id,
+                                &task.id,
+                                attempt,
+                                TaskState::Success,
+                                end,
+                                None,
+                                result.rows,
+                                Some(&result.output.to_string()),
+                            )
+                            .await
+                    };
+                    if let Err(e) = record.await {
+                        return Err(e.to_string());
+                    }
+                    if let Some(tx) = &opts.events {
+                        let _ = tx.send(RunEvent::TaskFinished {
+                            task_id: task.id.clone(),
+                            state: TaskState::Success,
+                            rows: result.rows,
+                            duration: started.elapsed(),
+                        });
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    let message = format!("{}: {}", kind.name(), e.message);
+                    let last = !e.retryable || attempt > retries;
+                    let state = if last {
+                        TaskState::Failed
+                    } else {
+                        TaskState::UpForRetry
+                    };
+                    tracing::warn!(run = %run_id, task = %task.id, attempt, error = %message, "task attempt failed");
+                    let _ = self
+                        .state
+                        .append_logs(
+                            &run_id,
+                            &[LogLine {
+                                task_id: task.id.clone(),
+                                attempt,
+                                seq: logs.len() as u32,
+                                ts_ms: end,
+                                level: "error".into(),
+                                message: message.clone(),
+                            }],
+                        )
+                        .await;
+                    let _ = self
+                        .state
+                        .finish_attempt(
+                            &run_id,
+                            &task.id,
+                            attempt,
+                            state,
+                            end,
+                            Some(&message),
+                            RowCounts::default(),
+                            None,
+                        )
+                        .await;
+                    if last {
+                        if let Some(tx) = &opts.events {
+                            let _ = tx.send(RunEvent::TaskFinished {
+                                task_id: task.id.clone(),
+                                state: TaskState::Failed,
+                                rows: RowCounts::default(),
+                                duration: started.elapsed(),
+                            });
+                        }
+                        return Err(message);
+                    }
+                    let delay = backoff(
+                        base,
+                        p.defaults.retry_backoff,
+                        p.defaults.max_retry_delay.0,
+                        attempt,
+                    )
+                    .mul_f64(opts.retry_delay_scale.unwrap_or(1.0));
+                    if let Some(tx) = &opts.events {
+                        let _ = tx.send(RunEvent::TaskRetrying {
+                            task_id: task.id.clone(),
+                            attempt,
+                            error: message.clone(),
+                            delay,
+                        });
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// The wait before attempt `failed + 1`: `base * factor^(failed - 1)`,
+/// capped, with ±10% jitter.
+pub fn backoff(base: Duration, factor: f64, cap: Duration, failed: u32) -> Duration {
+    use rand::Rng;
+    let raw = base.as_secs_f64() * factor.max(1.0).powi(failed.saturating_sub(1) as i32);
+    let capped = raw.min(cap.as_secs_f64());
+    let jitter = rand::rng().random_range(0.9..=1.1);
+    Duration::from_secs_f64(capped * jitter)
+}
+
+async fn run_kind(kind: &TaskKind, ctx: &TaskCtx) -> std::result::Result<TaskResult, TaskError> {
+    match kind {
+        TaskKind::Sense(c) => tasks::sense::run(c, ctx).await,
+        TaskKind::ValidateFile(c) => tasks::validate_file::run(c, ctx).await,
+        TaskKind::Sql(c) => tasks::sql::run(c, ctx).await,
+        TaskKind::ValidateRows(c) => tasks::validate_rows::run(c, ctx).await,
+        TaskKind::Write(c) => tasks::write::run(c, ctx).await,
+        TaskKind::Quality(c) => tasks::quality::run(c, ctx).await,
+        TaskKind::Archive(c) => tasks::archive::run(c, ctx).await,
+        TaskKind::Notify(c) => tasks::notify::run(c, ctx).await,
+        TaskKind::Command(c) => tasks::command::run(c, ctx).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_follows_the_seeds() {
+        let five = Duration::from_secs(300);
+        let cap = Duration::from_secs(3600);
+        let d1 = backoff(five, 3.0, cap, 1).as_secs_f64();
+        let d2 = backoff(five, 3.0, cap, 2).as_secs_f64();
+        assert!((270.0..=330.0).contains(&d1), "{d1}");
+        assert!((810.0..=990.0).contains(&d2), "{d2}");
+        assert!(backoff(five, 3.0, cap, 9).as_secs_f64() <= 3960.0);
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("*.csv", "orders.csv"));
+        assert!(glob("orders*", "orders.csv"));
+        assert!(!glob("*.csv", "orders.csv.sha256"));
+        assert!(glob("a*b*c", "axxbyyc"));
+    }
+}

@@ -1,0 +1,60 @@
+//! `sql`: a DataFusion SQL query over named inputs (raw files, tables, or
+//! earlier tasks' outputs), producing the task's output under its id.
+//!
+//! The output is a view: downstream tasks compose it into their own plans,
+//! and nothing is materialized unless `materialize: true`. Raw file inputs
+//! are landed first (text columns plus `_source_file` and `_source_line`;
+//! malformed lines quarantined).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Input;
+use crate::run::{TaskCtx, TaskError, TaskResult};
+
+/// Settings of a `sql` task.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sql {
+    /// Inputs by the name the query uses.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Input>,
+    /// The query (templated). Tables not listed as inputs can be named as
+    /// `namespace.table` too.
+    pub query: String,
+    /// Compute the result once into the staging zone (counting its rows)
+    /// instead of passing the plan on. Default false.
+    #[serde(default)]
+    pub materialize: bool,
+}
+
+pub(crate) async fn run(cfg: &Sql, ctx: &TaskCtx) -> Result<TaskResult, TaskError> {
+    let engine = ctx.session().await?;
+    let mut result = TaskResult::default();
+    for (alias, input) in &cfg.inputs {
+        let df = ctx.input_frame(&engine, input, &mut result).await?;
+        engine
+            .register(alias, df.into_view())
+            .map_err(|e| TaskError::fatal(format!("input '{alias}': {e}")))?;
+    }
+    let query = ctx.render(&cfg.query)?;
+    let df = engine
+        .sql(&query)
+        .await
+        .map_err(|e| TaskError::fatal(format!("SQL error: {e}")))?;
+    ctx.log(format!(
+        "planned query with {} columns",
+        df.schema().fields().len()
+    ));
+    if cfg.materialize {
+        let (rows, provider) = ctx.materialize(&engine, df, "output").await?;
+        result.rows.rows_out = rows;
+        ctx.set_output(provider);
+    } else {
+        ctx.set_output(df.into_view());
+    }
+    result.output = serde_json::json!({ "materialized": cfg.materialize });
+    Ok(result)
+}

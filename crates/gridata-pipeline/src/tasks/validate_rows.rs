@@ -1,0 +1,554 @@
+//! `validate_rows`: row rules. Each row is checked against the rules in
+//! order; the first rule it fails quarantines it to
+//! `rejected/<pipeline>/<run>/<task>.parquet` with `_reject_rule`,
+//! `_reject_reason`, its `_source_file`/`_source_line` and `_run_id`.
+//! Rows that pass are staged and become the task's output.
+//!
+//! Invariant: rows in = rows out + rows rejected, per source file, in one
+//! pass over the input.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema};
+use futures::StreamExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::landing::{ParquetOut, ValueType};
+use crate::model::Input;
+use crate::run::{TaskCtx, TaskError, TaskResult, quote_ident, quote_str};
+
+/// Settings of a `validate_rows` task.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRows {
+    /// The rows to check.
+    pub input: Input,
+    /// Rules, checked in order.
+    pub rules: Vec<Rule>,
+}
+
+/// One rule: a name and exactly one kind.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Name recorded with rejected rows; default from the kind and column.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// These columns must be present and non-empty.
+    #[serde(default)]
+    pub not_null: Option<Vec<String>>,
+    /// The column's non-empty values must parse as the type.
+    #[serde(default)]
+    pub parseable: Option<Parseable>,
+    /// The column's values (as numbers) must be within bounds.
+    #[serde(default)]
+    pub range: Option<RangeSpec>,
+    /// The column's non-empty values must be one of these.
+    #[serde(default)]
+    pub accepted_values: Option<AcceptedValues>,
+    /// The column's non-empty values must match the regular expression.
+    #[serde(default)]
+    pub regex: Option<RegexSpec>,
+    /// The first row (by source line) of each key is kept; later rows
+    /// with the same key are rejected as duplicates.
+    #[serde(default)]
+    pub unique: Option<Vec<String>>,
+    /// The column's non-empty values must exist in another dataset.
+    #[serde(default)]
+    pub exists_in: Option<ExistsIn>,
+    /// A SQL predicate that must be true.
+    #[serde(default)]
+    pub sql: Option<String>,
+}
+
+/// `parseable`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Parseable {
+    /// Column.
+    pub column: String,
+    /// Type its values must parse as.
+    #[serde(rename = "type")]
+    pub ty: ValueType,
+}
+
+/// `range`: inclusive bounds.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RangeSpec {
+    /// Column.
+    pub column: String,
+    /// Smallest allowed value.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Largest allowed value.
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// `accepted_values`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptedValues {
+    /// Column.
+    pub column: String,
+    /// Allowed values (compared as text).
+    pub values: Vec<String>,
+}
+
+/// `regex`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegexSpec {
+    /// Column.
+    pub column: String,
+    /// Regular expression the whole value must match.
+    pub pattern: String,
+}
+
+/// `exists_in`: a key lookup in a table or an earlier task's output.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExistsIn {
+    /// Column of the checked rows.
+    pub column: String,
+    /// Dataset that must contain the value.
+    #[serde(flatten)]
+    pub dataset: Input,
+    /// Column of that dataset. Default: same as `column`.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+impl Rule {
+    /// How many kinds are set (valid rules have one).
+    pub fn kind_count(&self) -> usize {
+        [
+            self.not_null.is_some(),
+            self.parseable.is_some(),
+            self.range.is_some(),
+            self.accepted_values.is_some(),
+            self.regex.is_some(),
+            self.unique.is_some(),
+            self.exists_in.is_some(),
+            self.sql.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+    }
+
+    /// The rule's name: given, or `<kind>_<column>`.
+    pub fn display_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        if let Some(c) = &self.not_null {
+            format!("not_null_{}", c.join("_"))
+        } else if let Some(p) = &self.parseable {
+            format!("parseable_{}", p.column)
+        } else if let Some(r) = &self.range {
+            format!("range_{}", r.column)
+        } else if let Some(a) = &self.accepted_values {
+            format!("accepted_values_{}", a.column)
+        } else if let Some(r) = &self.regex {
+            format!("regex_{}", r.column)
+        } else if let Some(u) = &self.unique {
+            format!("unique_{}", u.join("_"))
+        } else if let Some(e) = &self.exists_in {
+            format!("exists_in_{}", e.column)
+        } else {
+            "sql".into()
+        }
+    }
+}
+
+fn text(c: &str) -> String {
+    format!("CAST({} AS VARCHAR)", quote_ident(c))
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The parts of the checking query.
+#[derive(Default)]
+struct Plan {
+    windows: Vec<String>,
+    joins: Vec<String>,
+    cases: Vec<(String, String, String)>,
+}
+
+pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult, TaskError> {
+    let engine = ctx.session().await?;
+    let mut result = TaskResult::default();
+    let df = ctx.input_frame(&engine, &cfg.input, &mut result).await?;
+    let input_schema = df.schema().as_arrow().clone();
+    let has_lines = input_schema.field_with_name("_source_line").is_ok();
+    let has_file = input_schema.field_with_name("_source_file").is_ok();
+    engine
+        .register("__input", df.into_view())
+        .map_err(TaskError::fatal)?;
+
+    let mut plan = Plan::default();
+    for (i, rule) in cfg.rules.iter().enumerate() {
+        let name = rule.display_name();
+        let (cond, reason) = if let Some(cols) = &rule.not_null {
+            let conds: Vec<String> = cols
+                .iter()
+                .map(|c| format!("({} IS NULL OR TRIM({}) = '')", quote_ident(c), text(c)))
+                .collect();
+            let which: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    format!(
+                        "CASE WHEN {} IS NULL OR TRIM({}) = '' THEN {} END",
+                        quote_ident(c),
+                        text(c),
+                        quote_str(c)
+                    )
+                })
+                .collect();
+            (
+                conds.join(" OR "),
+                format!(
+                    "'required value missing: ' || concat_ws(', ', {})",
+                    which.join(", ")
+                ),
+            )
+        } else if let Some(p) = &rule.parseable {
+            let c = quote_ident(&p.column);
+            (
+                format!(
+                    "({c} IS NOT NULL AND TRIM({t}) <> '' AND TRY_CAST(TRIM({t}) AS {ty}) IS NULL)",
+                    t = text(&p.column),
+                    ty = p.ty.sql()
+                ),
+                format!(
+                    "{} || ' ''' || {} || ''' is not a valid {}'",
+                    quote_str(&p.column),
+                    text(&p.column),
+                    format!("{:?}", p.ty).to_lowercase()
+                ),
+            )
+        } else if let Some(r) = &rule.range {
+            let v = format!("TRY_CAST({} AS DOUBLE)", text(&r.column));
+            let mut parts = Vec::new();
+            if let Some(min) = r.min {
+                parts.push(format!("{v} < {}", num(min)));
+            }
+            if let Some(max) = r.max {
+                parts.push(format!("{v} > {}", num(max)));
+            }
+            let bounds = format!(
+                "[{}, {}]",
+                r.min.map(num).unwrap_or_else(|| "-inf".into()),
+                r.max.map(num).unwrap_or_else(|| "inf".into())
+            );
+            (
+                format!("({})", parts.join(" OR ")),
+                format!(
+                    "{} || ' ' || {} || ' is outside {bounds}'",
+                    quote_str(&r.column),
+                    text(&r.column)
+                ),
+            )
+        } else if let Some(a) = &rule.accepted_values {
+            let list: Vec<String> = a.values.iter().map(|v| quote_str(v)).collect();
+            (
+                format!(
+                    "({c} IS NOT NULL AND {t} NOT IN ({l}))",
+                    c = quote_ident(&a.column),
+                    t = text(&a.column),
+                    l = list.join(", ")
+                ),
+                format!(
+                    "{} || ' ''' || {} || ''' is not one of {}'",
+                    quote_str(&a.column),
+                    text(&a.column),
+                    a.values.join(", ").replace('\'', "''")
+                ),
+            )
+        } else if let Some(r) = &rule.regex {
+            let anchored = format!("^(?:{})$", r.pattern);
+            (
+                format!(
+                    "({c} IS NOT NULL AND NOT regexp_like({t}, {p}))",
+                    c = quote_ident(&r.column),
+                    t = text(&r.column),
+                    p = quote_str(&anchored)
+                ),
+                format!(
+                    "{} || ' ''' || {} || ''' does not match /' || {} || '/'",
+                    quote_str(&r.column),
+                    text(&r.column),
+                    quote_str(&r.pattern)
+                ),
+            )
+        } else if let Some(cols) = &rule.unique {
+            let part: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+            let order = if has_lines {
+                if has_file {
+                    "ORDER BY \"_source_file\", \"_source_line\""
+                } else {
+                    "ORDER BY \"_source_line\""
+                }
+            } else {
+                ""
+            };
+            plan.windows.push(format!(
+                "ROW_NUMBER() OVER (PARTITION BY {} {order}) AS \"__dup{i}\"",
+                part.join(", ")
+            ));
+            let first = if has_lines {
+                plan.windows.push(format!(
+                    "FIRST_VALUE(\"_source_line\") OVER (PARTITION BY {} {order}) AS \"__first{i}\"",
+                    part.join(", ")
+                ));
+                format!(" || ' (first at line ' || CAST(\"__first{i}\" AS VARCHAR) || ')'")
+            } else {
+                String::new()
+            };
+            let key: Vec<String> = cols
+                .iter()
+                .map(|c| format!("COALESCE({}, '')", text(c)))
+                .collect();
+            (
+                format!("\"__dup{i}\" > 1"),
+                format!(
+                    "'duplicate {}: ' || concat_ws(', ', {}){first}",
+                    cols.join(", "),
+                    key.join(", ")
+                ),
+            )
+        } else if let Some(e) = &rule.exists_in {
+            let key = e.key.clone().unwrap_or_else(|| e.column.clone());
+            let refdf = ctx.input_frame(&engine, &e.dataset, &mut result).await?;
+            let alias = format!("__ref{i}");
+            engine
+                .register(&alias, refdf.into_view())
+                .map_err(TaskError::fatal)?;
+            plan.joins.push(format!(
+                "LEFT JOIN (SELECT DISTINCT {k} AS \"__k\" FROM {a}) AS \"__j{i}\" ON {t} = \"__j{i}\".\"__k\"",
+                k = text(&key),
+                a = quote_ident(&alias),
+                t = format!("CAST(\"__w\".{} AS VARCHAR)", quote_ident(&e.column)),
+            ));
+            (
+                format!(
+                    "(\"__w\".{c} IS NOT NULL AND \"__j{i}\".\"__k\" IS NULL)",
+                    c = quote_ident(&e.column)
+                ),
+                format!(
+                    "{} || ' ''' || CAST(\"__w\".{} AS VARCHAR) || ''' not found in {}'",
+                    quote_str(&e.column),
+                    quote_ident(&e.column),
+                    e.dataset.describe().replace('\'', "")
+                ),
+            )
+        } else if let Some(pred) = &rule.sql {
+            let pred = ctx.render(pred)?;
+            (
+                format!("NOT COALESCE(({pred}), FALSE)"),
+                quote_str(&format!("predicate failed: {pred}")),
+            )
+        } else {
+            return Err(TaskError::fatal(format!("rule {} has no kind", i + 1)));
+        };
+        plan.cases.push((cond, quote_str(&name), reason));
+    }
+
+    let windows = if plan.windows.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", plan.windows.join(", "))
+    };
+    let rule_case: Vec<String> = plan
+        .cases
+        .iter()
+        .map(|(c, n, _)| format!("WHEN {c} THEN {n}"))
+        .collect();
+    let reason_case: Vec<String> = plan
+        .cases
+        .iter()
+        .map(|(c, _, r)| format!("WHEN {c} THEN {r}"))
+        .collect();
+    let cols: Vec<String> = input_schema
+        .fields()
+        .iter()
+        .map(|f| format!("\"__w\".{}", quote_ident(f.name())))
+        .collect();
+    let query = format!(
+        "SELECT {cols}, CASE {rules} END AS \"_reject_rule\", CASE {reasons} END AS \"_reject_reason\"
+         FROM (SELECT *{windows} FROM \"__input\") AS \"__w\" {joins}",
+        cols = cols.join(", "),
+        rules = rule_case.join(" "),
+        reasons = reason_case.join(" "),
+        joins = plan.joins.join(" "),
+    );
+    tracing::debug!(task = ctx.task_id(), %query, "row rules");
+    let checked = engine
+        .sql(&query)
+        .await
+        .map_err(|e| TaskError::fatal(format!("row rules: {e}")))?;
+    let mut stream = checked
+        .execute_stream()
+        .await
+        .map_err(|e| TaskError::fatal(format!("row rules: {e}")))?;
+
+    let good_schema = Arc::new(Schema::new(
+        input_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<Field>>(),
+    ));
+    let mut bad_fields: Vec<Field> = good_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    bad_fields.push(Field::new("_reject_rule", DataType::Utf8, true));
+    bad_fields.push(Field::new("_reject_reason", DataType::Utf8, true));
+    bad_fields.push(Field::new("_run_id", DataType::Utf8, false));
+    bad_fields.push(Field::new("_task_id", DataType::Utf8, false));
+    let bad_schema = Arc::new(Schema::new(bad_fields));
+
+    let staged_uri = ctx.staging_uri("accepted.parquet");
+    let rejected_uri = ctx.rejected_uri("rows.parquet");
+    let mut good =
+        ParquetOut::create(&staged_uri, good_schema.clone()).map_err(TaskError::fatal)?;
+    let mut bad: Option<ParquetOut> = None;
+    let mut per_file: HashMap<String, (u64, u64)> = HashMap::new();
+    let ncols = good_schema.fields().len();
+    let file_idx = good_schema.index_of("_source_file").ok();
+    let (mut rows_in, mut rows_bad) = (0u64, 0u64);
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| TaskError::fatal(format!("row rules: {e}")))?;
+        let rule = batch.column(ncols).clone();
+        let rejected: BooleanArray = (0..batch.num_rows())
+            .map(|i| Some(rule.is_valid(i)))
+            .collect();
+        let accepted = arrow::compute::not(&rejected).map_err(TaskError::fatal)?;
+        rows_in += batch.num_rows() as u64;
+        if let Some(fi) = file_idx {
+            let files = arrow::compute::cast(batch.column(fi), &DataType::Utf8)
+                .map_err(TaskError::fatal)?;
+            let files = files.as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                let e = per_file.entry(files.value(i).to_string()).or_default();
+                if rejected.value(i) {
+                    e.1 += 1;
+                } else {
+                    e.0 += 1;
+                }
+            }
+        }
+        let data = conform(
+            &batch
+                .project(&(0..ncols).collect::<Vec<_>>())
+                .map_err(TaskError::fatal)?,
+            &good_schema,
+        )?;
+        good.write(&filter_record_batch(&data, &accepted).map_err(TaskError::fatal)?)
+            .map_err(TaskError::fatal)?;
+        let nbad = rejected.true_count();
+        if nbad > 0 {
+            rows_bad += nbad as u64;
+            let with_reason = batch
+                .project(&(0..ncols + 2).collect::<Vec<_>>())
+                .map_err(TaskError::fatal)?;
+            let sel = filter_record_batch(&with_reason, &rejected).map_err(TaskError::fatal)?;
+            let n = sel.num_rows();
+            let mut cols: Vec<arrow::array::ArrayRef> = Vec::with_capacity(ncols + 4);
+            for (i, f) in bad_schema.fields().iter().enumerate().take(ncols + 2) {
+                cols.push(
+                    arrow::compute::cast(sel.column(i), f.data_type()).map_err(TaskError::fatal)?,
+                );
+            }
+            cols.push(Arc::new(arrow::array::StringArray::from(vec![
+                ctx.run_id();
+                n
+            ])));
+            cols.push(Arc::new(arrow::array::StringArray::from(vec![
+                ctx.task_id();
+                n
+            ])));
+            let out = RecordBatch::try_new(bad_schema.clone(), cols).map_err(TaskError::fatal)?;
+            if bad.is_none() {
+                bad = Some(
+                    ParquetOut::create(&rejected_uri, bad_schema.clone())
+                        .map_err(TaskError::fatal)?,
+                );
+            }
+            bad.as_mut()
+                .expect("created")
+                .write(&out)
+                .map_err(TaskError::fatal)?;
+        }
+    }
+    let storage = ctx.storage();
+    let (staged, rows_good) = good
+        .close()
+        .map_err(TaskError::fatal)?
+        .upload(storage)
+        .await
+        .map_err(TaskError::retryable)?;
+    let rejected_file = match bad {
+        Some(b) => Some(
+            b.close()
+                .map_err(TaskError::fatal)?
+                .upload(storage)
+                .await
+                .map_err(TaskError::retryable)?
+                .0,
+        ),
+        None => None,
+    };
+    debug_assert_eq!(rows_in, rows_good + rows_bad);
+    ctx.log(format!(
+        "{rows_in} rows checked: {rows_good} accepted, {rows_bad} quarantined{}",
+        rejected_file
+            .as_ref()
+            .map(|f| format!(" to {f}"))
+            .unwrap_or_default()
+    ));
+    let provider = ctx.parquet_view(&engine, &staged).await?;
+    ctx.set_output(provider);
+    result.rows.rows_in += rows_in;
+    result.rows.rows_out = rows_good;
+    result.rows.rows_rejected += rows_bad;
+    for (file, (_, rejected)) in per_file {
+        result.add_file(&file, 0, rejected, 0);
+    }
+    result.output = serde_json::json!({
+        "accepted": staged,
+        "rejected": rejected_file,
+    });
+    Ok(result)
+}
+
+/// Cast a batch's columns to `schema` (view types to plain ones).
+fn conform(batch: &RecordBatch, schema: &Arc<Schema>) -> Result<RecordBatch, TaskError> {
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                arrow::compute::cast(c, f.data_type()).map_err(TaskError::fatal)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), cols).map_err(TaskError::fatal)
+}
