@@ -78,17 +78,18 @@ PRODUCT_COLUMNS = ["product_id", "name", "category", "brand", "unit_price", "uni
 
 STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "returned")
 
-# Output columns, the same for every peer. Partition column (a folder, not in the files): order_month.
+# Output columns, the same for every peer and in the order of pipelines/ecommerce_orders.yaml's
+# transform_orders / transform_items. Partition column (a folder, not in the files): order_month.
 ORDERS_OUT = [
-    "order_id", "customer_id", "order_ts", "order_date", "status", "currency", "payment_method",
-    "payment_status", "coupon_code", "order_discount", "tax_rate", "shipping_method", "shipping_cost",
-    "ship_street", "ship_city", "ship_postcode", "ship_country", "ip_address", "item_count", "units",
-    "items_subtotal", "discount_total", "tax_amount", "order_total", "value_category", "size_category",
-    "is_completed", "_source_file", "_source_line", "_run_id", "_ingested_at",
+    "order_id", "customer_id", "order_ts", "order_date", "status", "is_completed", "currency",
+    "payment_method", "payment_status", "coupon_code", "shipping_method", "ship_street", "ship_city",
+    "ship_postcode", "ship_country", "ip_address", "item_count", "units", "items_subtotal", "discount_total",
+    "tax_rate", "tax_amount", "shipping_cost", "order_total", "value_category", "size_category",
+    "_source_file", "_source_line", "_run_id", "_ingested_at",
 ]
 ITEMS_OUT = [
     "order_id", "line_number", "product_id", "quantity", "unit_price", "line_discount", "line_total",
-    "order_ts", "_source_file", "_source_line", "_run_id", "_ingested_at",
+    "order_ts", "order_date", "_source_file", "_source_line", "_run_id", "_ingested_at",
 ]
 
 # Rule names written to the rejected files (`_rule`), in the order they are checked.
@@ -135,10 +136,6 @@ def fmt_s(x) -> str:
 
 def fmt_mb(x) -> str:
     return "-" if x is None else f"{x:,.0f}"
-
-
-def fmt_ratio(x) -> str:
-    return "-" if x is None else f"{x:.2f}x"
 
 
 # ---------------------------------------------------------------------------
@@ -366,9 +363,11 @@ def transform_sql(d: Dialect, meta: dict) -> dict:
     items_file = sql_str(meta["items_file"])
     statuses = ", ".join(sql_str(s) for s in STATUSES)
 
-    products_ok = f"SELECT DISTINCT product_id FROM products_raw WHERE {present('product_id')}"
+    # The loaders' required columns (their format rules never fail on generated data).
+    products_ok = (f"SELECT DISTINCT product_id FROM products_raw "
+                   f"WHERE {present('product_id')} AND {present('name')} AND {present('unit_price')}")
     customers_ok = (f"SELECT DISTINCT customer_id FROM customers_raw "
-                    f"WHERE {present('customer_id')} AND {present('email')}")
+                    f"WHERE {present('customer_id')} AND {present('email')} AND {present('signup_ts')}")
 
     items_ruled = f"""
 SELECT i.*,
@@ -400,7 +399,7 @@ SELECT o.*, t.item_count, t.units, t.items_subtotal, t.line_discounts,
     WHEN NOT ({present('o.order_id')} AND {present('o.customer_id')} AND {present('o.order_ts')}
               AND {present('o.status')}) THEN 'required'
     WHEN o._ts IS NULL THEN 'order_ts_timestamp'
-    WHEN o._status NOT IN ({statuses}) THEN 'status_accepted'
+    WHEN o.status NOT IN ({statuses}) THEN 'status_accepted'
     WHEN row_number() OVER (PARTITION BY o.order_id, o._malformed ORDER BY o._source_line) > 1
       THEN 'order_id_unique'
     WHEN c.customer_id IS NULL THEN 'customer_exists'
@@ -414,18 +413,19 @@ LEFT JOIN item_totals t ON o.order_id = t.order_id
     # Accepted orders, step by step: discount -> tax -> total -> categories.
     orders_out = f"""
 SELECT order_id, customer_id, {d.utc_ts('_ts')} AS order_ts, CAST(_ts AS DATE) AS order_date,
-       _status AS status, currency, payment_method, payment_status,
+       _status AS status, _status NOT IN ('cancelled', 'returned') AS is_completed,
+       currency, payment_method, payment_status,
        coalesce(nullif(trim(coupon_code), ''), 'NONE') AS coupon_code,
-       order_discount, tax_rate, shipping_method, shipping_cost, ship_street, ship_city, ship_postcode,
-       ship_country, ip_address, item_count, units,
+       shipping_method, ship_street, ship_city, ship_postcode, ship_country, ip_address, item_count, units,
        CAST(items_subtotal AS DECIMAL(12,2)) AS items_subtotal,
        CAST(discount_total AS DECIMAL(12,2)) AS discount_total,
+       tax_rate,
        CAST(tax_amount AS DECIMAL(12,2)) AS tax_amount,
+       CAST(shipping_cost AS DECIMAL(12,2)) AS shipping_cost,
        CAST(order_total AS DECIMAL(12,2)) AS order_total,
        CASE WHEN order_total >= 500 THEN 'high' WHEN order_total >= 100 THEN 'medium' ELSE 'low' END
          AS value_category,
        CASE WHEN units = 1 THEN 'single' WHEN units <= 5 THEN 'small' ELSE 'bulk' END AS size_category,
-       _status NOT IN ('cancelled', 'returned') AS is_completed,
        {orders_file} AS _source_file, _source_line, {run_id} AS _run_id, {ingested} AS _ingested_at,
        {d.month('_ts')} AS order_month
 FROM (
@@ -449,9 +449,11 @@ FROM (
 """
 
     items_out = f"""
-SELECT i.order_id, i._ln AS line_number, i.product_id, i._q AS quantity, i._p AS unit_price,
-       i._d AS line_discount, CAST(i._q * i._p - coalesce(i._d, 0) AS DECIMAL(12,2)) AS line_total,
-       {d.utc_ts('o._ts')} AS order_ts, {items_file} AS _source_file, i._source_line,
+SELECT i.order_id, i._ln AS line_number, i.product_id, CAST(i._q AS INTEGER) AS quantity, i._p AS unit_price,
+       CAST(coalesce(i._d, 0) AS DECIMAL(12,2)) AS line_discount,
+       CAST(i._q * i._p - coalesce(i._d, 0) AS DECIMAL(12,2)) AS line_total,
+       {d.utc_ts('o._ts')} AS order_ts, CAST(o._ts AS DATE) AS order_date, {items_file} AS _source_file,
+       i._source_line,
        {run_id} AS _run_id, {ingested} AS _ingested_at, {d.month('o._ts')} AS order_month
 FROM items_ruled i
 JOIN (SELECT order_id, _ts FROM orders_ruled WHERE _rule IS NULL) o ON i.order_id = o.order_id
@@ -591,10 +593,11 @@ def peer_polars(spec: dict, out: Path, meta: dict) -> dict:
     def none():
         return pl.lit(None, dtype=pl.String)
 
-    products_ok = (scan(spec["products"], PRODUCT_COLUMNS).filter(present("product_id"))
+    products_ok = (scan(spec["products"], PRODUCT_COLUMNS)
+                   .filter(present("product_id") & present("name") & present("unit_price"))
                    .select("product_id").unique().with_columns(_pk=pl.lit(True)))
     customers_ok = (scan(spec["customers"], CUSTOMER_COLUMNS)
-                    .filter(present("customer_id") & present("email"))
+                    .filter(present("customer_id") & present("email") & present("signup_ts"))
                     .select("customer_id").unique().with_columns(_ck=pl.lit(True)))
 
     items_ruled = (
@@ -633,7 +636,7 @@ def peer_polars(spec: dict, out: Path, meta: dict) -> dict:
                       .when(~(present("order_id") & present("customer_id") & present("order_ts")
                               & present("status"))).then(pl.lit("required"))
                       .when(col("_ts").is_null()).then(pl.lit("order_ts_timestamp"))
-                      .when(~col("_status").is_in(list(STATUSES))).then(pl.lit("status_accepted"))
+                      .when(~col("status").is_in(list(STATUSES))).then(pl.lit("status_accepted"))
                       .when(col("_source_line") != col("_first")).then(pl.lit("order_id_unique"))
                       .when(col("_ck").is_null()).then(pl.lit("customer_exists"))
                       .when(col("item_count").is_null()).then(pl.lit("has_accepted_items"))
@@ -659,19 +662,18 @@ def peer_polars(spec: dict, out: Path, meta: dict) -> dict:
                       + col("shipping_cost"))
         .select(
             "order_id", "customer_id", col("_ts").alias("order_ts"), col("_ts").dt.date().alias("order_date"),
-            col("_status").alias("status"), "currency", "payment_method", "payment_status",
+            col("_status").alias("status"), (~col("_status").is_in(["cancelled", "returned"])).alias("is_completed"),
+            "currency", "payment_method", "payment_status",
             pl.when(present("coupon_code")).then(col("coupon_code").str.strip_chars())
             .otherwise(pl.lit("NONE")).alias("coupon_code"),
-            "order_discount", "tax_rate", "shipping_method", "shipping_cost", "ship_street", "ship_city",
-            "ship_postcode", "ship_country", "ip_address", "item_count", "units",
-            col("items_subtotal").cast(d12), col("discount_total").cast(d12), col("tax_amount").cast(d12),
-            col("order_total").cast(d12),
+            "shipping_method", "ship_street", "ship_city", "ship_postcode", "ship_country", "ip_address",
+            "item_count", "units", col("items_subtotal").cast(d12), col("discount_total").cast(d12),
+            "tax_rate", col("tax_amount").cast(d12), "shipping_cost", col("order_total").cast(d12),
             pl.when(col("order_total") >= 500).then(pl.lit("high"))
             .when(col("order_total") >= 100).then(pl.lit("medium")).otherwise(pl.lit("low"))
             .alias("value_category"),
             pl.when(col("units") == 1).then(pl.lit("single")).when(col("units") <= 5).then(pl.lit("small"))
             .otherwise(pl.lit("bulk")).alias("size_category"),
-            (~col("_status").is_in(["cancelled", "returned"])).alias("is_completed"),
             pl.lit(spec["orders"]).alias("_source_file"), "_source_line", run_id.alias("_run_id"),
             ingested.alias("_ingested_at"), month.alias("order_month"),
         )
@@ -680,10 +682,11 @@ def peer_polars(spec: dict, out: Path, meta: dict) -> dict:
         items_ruled.filter(col("_rule").is_null())
         .join(accepted.select("order_id", "_ts"), on="order_id", how="inner")
         .select(
-            "order_id", col("_ln").alias("line_number"), "product_id", col("_q").alias("quantity"),
-            col("_p").alias("unit_price"), col("_d").alias("line_discount"),
+            "order_id", col("_ln").alias("line_number"), "product_id", col("_q").cast(pl.Int32).alias("quantity"),
+            col("_p").alias("unit_price"), col("_d").fill_null(0).cast(d12).alias("line_discount"),
             (col("_q") * col("_p") - col("_d").fill_null(0)).cast(d12).alias("line_total"),
-            col("_ts").alias("order_ts"), pl.lit(spec["order_items"]).alias("_source_file"), "_source_line",
+            col("_ts").alias("order_ts"), col("_ts").dt.date().alias("order_date"),
+            pl.lit(spec["order_items"]).alias("_source_file"), "_source_line",
             run_id.alias("_run_id"), ingested.alias("_ingested_at"), month.alias("order_month"),
         )
     )

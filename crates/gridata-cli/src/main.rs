@@ -2,6 +2,7 @@
 
 mod demo;
 mod output;
+mod pipes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -53,6 +54,18 @@ enum Command {
     Table(TableCmd),
     /// Run the end-to-end demo on a fresh home.
     Demo(demo::DemoArgs),
+    /// Generate sample data into the raw zone.
+    #[command(subcommand)]
+    Generate(pipes::GenerateCmd),
+    /// Run a pipeline in-process: a live display, then a summary table.
+    /// Exits non-zero when the run fails.
+    Run(pipes::RunArgs),
+    /// Pipeline files: list, validate, JSON Schema.
+    #[command(subcommand)]
+    Pipeline(pipes::PipelineCmd),
+    /// Runs recorded in the state store.
+    #[command(subcommand)]
+    Runs(pipes::RunsCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,12 +301,23 @@ fn spinner(msg: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// Create a home: zones, catalog, state store, and the shipped pipelines
+/// (files already there are kept).
 pub(crate) async fn init(root: &std::path::Path) -> Result<Lake> {
     std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
     let home = Home::open(root)?;
     let storage = gridata_storage::Storage::open(&home)?;
     storage.init()?;
+    pipes::state(&home).await?;
+    gridata_pipeline::shipped::install(&home.pipelines_dir())
+        .with_context(|| format!("install pipelines into {}", home.pipelines_dir().display()))?;
     Ok(Lake::open(&home).await?)
+}
+
+/// The home, checked to be initialised.
+async fn open_home(cli: &Cli) -> Result<Home> {
+    open(cli).await?;
+    Ok(Home::open(home_path(cli))?)
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -303,6 +327,34 @@ async fn run(cli: Cli) -> Result<()> {
             init(&root).await?;
             println!("initialised Gridata home at {}", root.display());
         }
+        Command::Generate(cmd) => {
+            let home = open_home(&cli).await?;
+            let report = pipes::generate(&home, cmd, false).await?;
+            pipes::print_generate(&report);
+        }
+        Command::Run(args) => {
+            let home = open_home(&cli).await?;
+            let show = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let summary = pipes::run(&home, args, show).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&pipes::summary_json(&summary))?
+                );
+            } else {
+                pipes::print_summary(&summary);
+            }
+            if summary.run.state != gridata_state::RunState::Success {
+                bail!(
+                    "run {} of {} failed: {}",
+                    summary.run.run_id,
+                    summary.run.pipeline,
+                    summary.run.error.unwrap_or_default()
+                );
+            }
+        }
+        Command::Pipeline(cmd) => pipes::pipeline_cmd(&open_home(&cli).await?, cmd)?,
+        Command::Runs(cmd) => pipes::runs_cmd(&open_home(&cli).await?, cmd).await?,
         Command::Demo(args) => demo::run(args, cli.home.clone()).await?,
         Command::Sql { query, format } => {
             let engine = Engine::new(open(&cli).await?).await?;

@@ -15,6 +15,7 @@ pub mod landing;
 pub mod load;
 pub mod model;
 pub mod run;
+pub mod shipped;
 pub mod tasks;
 pub mod template;
 

@@ -591,6 +591,7 @@ impl Validator<'_> {
                 }
                 if let Some(file) = &input.file
                     && input.format.is_none()
+                    && !file.rsplit('/').next().unwrap_or("").contains("{{")
                     && crate::model::FileFormat::from_path(file).is_none()
                 {
                     me.task(
@@ -997,7 +998,10 @@ tasks:
         assert!(all.contains("unknown template name 'bogus'"), "{all}");
         assert!(all.contains("dependency cycle"), "{all}");
         assert!(all.contains("'bad_name' is not namespace.table"), "{all}");
-        assert!(all.contains("p.yaml:24: tasks[3]: unknown field `extra_field`"), "{all}");
+        assert!(
+            all.contains("p.yaml:24: tasks[3]: unknown field `extra_field`"),
+            "{all}"
+        );
         assert!(all.contains("extra_field"), "{all}");
     }
 

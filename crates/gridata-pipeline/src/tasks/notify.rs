@@ -1,5 +1,5 @@
 //! `notify`: POST a JSON body to a URL, e.g. to refresh a BI tool. Every
-//! string in the body is templated. A non-2xx answer fails the attempt,
+//! string in the body is templated; a URL that renders empty sends nothing. A non-2xx answer fails the attempt,
 //! which is retried.
 
 use std::collections::BTreeMap;
@@ -52,6 +52,12 @@ fn render_json(v: &serde_json::Value, ctx: &TaskCtx) -> Result<serde_json::Value
 
 pub(crate) async fn run(cfg: &Notify, ctx: &TaskCtx) -> Result<TaskResult, TaskError> {
     let url = ctx.render(&cfg.url)?;
+    if url.trim().is_empty() {
+        ctx.log("no URL configured: nothing sent".into());
+        return Ok(TaskResult::with_output(
+            serde_json::json!({ "sent": false }),
+        ));
+    }
     let body = match &cfg.body {
         Some(b) => render_json(b, ctx)?,
         None => serde_json::json!({

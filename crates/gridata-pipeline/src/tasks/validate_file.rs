@@ -7,9 +7,9 @@
 //! `rejected/<pipeline>/<run>/files/` with a `.reason.json` beside it, and
 //! the task fails without retrying.
 
+use gridata_storage::object_store::ObjectStoreExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use gridata_storage::object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 
 use crate::landing::{ValueType, text_parses};

@@ -523,9 +523,11 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
     ));
     let provider = ctx.parquet_view(&engine, &staged).await?;
     ctx.set_output(provider);
-    result.rows.rows_in += rows_in;
+    // Lines quarantined while landing a raw input count as rows in too.
+    let malformed = result.rows.rows_rejected;
+    result.rows.rows_in = rows_in + malformed;
     result.rows.rows_out = rows_good;
-    result.rows.rows_rejected += rows_bad;
+    result.rows.rows_rejected = malformed + rows_bad;
     for (file, (_, rejected)) in per_file {
         result.add_file(&file, 0, rejected, 0);
     }
