@@ -1,25 +1,35 @@
-//! `gridata demo`: a lakehouse walk-through on a fresh home, embedded
-//! default (local disk, SQLite, in-process engine).
+//! `gridata demo`: the main job on the embedded default (local disk,
+//! SQLite, in-process engine): a fresh home, a generated e-commerce data
+//! set with defects, every shipped pipeline run day by day, and a report
+//! of what was written, quarantined and checked.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use gridata_core::TableName;
-use gridata_engine::{Engine, ImportFormat, InputFile, WriteMode};
-use gridata_lake::SchemaUpdate;
-use gridata_lake::iceberg::spec::PrimitiveType;
-use gridata_lake::schema::{parse_partition_spec, parse_schema};
+use gridata_core::Home;
+use gridata_engine::Engine;
+use gridata_state::RunState;
 
 use crate::output::{Format, print_batches};
+use crate::pipes;
 
 /// Options of the demo.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Orders per month to generate.
-    #[arg(long, default_value_t = 5_000)]
-    orders: usize,
+    /// Orders to generate, spread over the days.
+    #[arg(long, default_value_t = 6_000)]
+    orders: u64,
+    /// Days of data, ending on --end.
+    #[arg(long, default_value_t = 3)]
+    days: u32,
+    /// The last day.
+    #[arg(long, default_value = "2026-11-20")]
+    end: String,
+    /// Share of rows with a defect.
+    #[arg(long, default_value_t = 0.02)]
+    defect_rate: f64,
     /// Random seed: the same seed gives the same data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -27,71 +37,16 @@ pub struct DemoArgs {
 
 const MARKER: &str = ".gridata-demo";
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Write `n` orders of one month as CSV; ids start at `first_id`.
-pub fn orders_csv(path: &Path, month: u32, n: usize, first_id: u64, seed: u64) -> Result<()> {
-    const STATUS: [&str; 5] = ["delivered", "delivered", "shipped", "pending", "cancelled"];
-    const COUNTRY: [&str; 6] = ["US", "DE", "FR", "GB", "BR", "IN"];
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut s = String::with_capacity(n * 80);
-    s.push_str("order_id,customer_id,order_ts,status,quantity,amount,country\n");
-    for i in 0..n as u64 {
-        let day = 1 + rng.below(28);
-        let (h, m, sec) = (rng.below(24), rng.below(60), rng.below(60));
-        let qty = 1 + rng.below(5);
-        let cents = 500 + rng.below(50_000);
-        writeln!(
-            s,
-            "{},{},2026-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}Z,{},{qty},{}.{:02},{}",
-            first_id + i,
-            1 + rng.below(1_000),
-            STATUS[rng.below(5) as usize],
-            cents / 100,
-            cents % 100,
-            COUNTRY[rng.below(6) as usize],
-        )?;
-    }
-    std::fs::write(path, s).with_context(|| format!("write {}", path.display()))
-}
-
 fn step(n: usize, text: &str) {
-    println!("\n\x1b[1m[{n}] {text}\x1b[0m");
+    println!("\n== {n}. {text}");
 }
 
 async fn show(engine: &Engine, sql: &str) -> Result<()> {
-    println!("gridata sql \"{sql}\"");
+    println!("> {sql}");
     let (schema, batches) = engine.query(sql).await?;
     print_batches(&schema, &batches, Format::Table)
 }
 
-async fn count(engine: &Engine, sql: &str) -> Result<i64> {
-    let (_, b) = engine.query(sql).await?;
-    let col = b
-        .first()
-        .context("no rows")?
-        .column(0)
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .context("count is not an integer")?
-        .value(0);
-    Ok(col)
-}
-
-/// Run the demo.
 pub async fn run(args: &DemoArgs, home: Option<PathBuf>) -> Result<()> {
     let root = home.unwrap_or_else(|| PathBuf::from("gridata-demo"));
     if root.exists() {
@@ -104,165 +59,222 @@ pub async fn run(args: &DemoArgs, home: Option<PathBuf>) -> Result<()> {
             );
         }
     }
+    let end = chrono::NaiveDate::parse_from_str(&args.end, "%Y-%m-%d")
+        .with_context(|| format!("--end '{}' is not a date", args.end))?;
+    let start = end - chrono::Duration::days(i64::from(args.days.max(1)) - 1);
+
     step(1, &format!("Initialise a home at {}", root.display()));
-    let lake = crate::init(&root).await?;
+    crate::init(&root).await?;
     std::fs::write(
         root.join(MARKER),
         "created by `gridata demo`; safe to delete\n",
     )?;
-    println!("catalog  {}", root.join("catalog.db").display());
-    println!("zones    {}", root.join("warehouse").display());
+    let home = Home::open(&root)?;
+    println!("catalog    {}", root.join("catalog.db").display());
+    println!("state      {}", root.join("state.db").display());
+    println!("zones      {}", root.join("warehouse").display());
+    println!("pipelines  {}", home.pipelines_dir().display());
 
     step(
         2,
-        "Generate orders for October and November 2026 (CSV, seeded)",
+        &format!(
+            "Generate {} orders over {} day(s) from {start}, {:.0}% of rows with defects",
+            args.orders,
+            args.days,
+            args.defect_rate * 100.0
+        ),
     );
-    let raw = root.join("warehouse/raw/ecommerce/orders");
-    std::fs::create_dir_all(&raw)?;
-    let (oct, nov, nov_fix) = (
-        raw.join("2026-10.csv"),
-        raw.join("2026-11.csv"),
-        raw.join("2026-11-corrected.csv"),
-    );
-    orders_csv(&oct, 10, args.orders, 1, args.seed)?;
-    orders_csv(&nov, 11, args.orders, 1 + args.orders as u64, args.seed + 1)?;
-    orders_csv(
-        &nov_fix,
-        11,
-        args.orders / 2,
-        1 + args.orders as u64,
-        args.seed + 2,
-    )?;
-    println!("{} orders per month in {}", args.orders, raw.display());
-
-    step(3, "Create ecommerce.orders, partitioned by month(order_ts)");
-    lake.create_namespace(
-        "ecommerce",
-        &BTreeMap::from([("owner".into(), "data-eng".into())]),
-    )
-    .await?;
-    let name = TableName::parse("ecommerce.orders")?;
-    let schema = parse_schema(
-        "order_id long not null, customer_id long not null, order_ts timestamptz not null, \
-         status string, quantity int, amount double, country string",
-    )?;
-    let spec = parse_partition_spec(&["month(order_ts)".into()], &schema)?;
-    lake.create_table(&name, schema, spec, HashMap::new())
-        .await?;
-    let engine = Engine::new(lake.clone()).await?;
-    let input = |p: &Path| InputFile {
-        path: p.display().to_string(),
-        format: ImportFormat::Csv,
+    let spec = pipes::EcommerceArgs {
+        orders: args.orders,
+        days: args.days,
+        start: Some(start.format("%Y-%m-%d").to_string()),
+        format: pipes::GenFormat::Csv,
+        seed: args.seed,
+        defect_rate: args.defect_rate,
     };
-
-    step(
-        4,
-        "Import both months (append, ZSTD Parquet, one atomic commit)",
-    );
-    let r = engine
-        .import(
-            &name,
-            &[input(&oct), input(&nov)],
-            WriteMode::Append,
-            HashMap::new(),
-        )
-        .await?;
-    let first = r.snapshot_id.context("no snapshot")?;
+    let report = pipes::generate(&home, &pipes::GenerateCmd::Ecommerce(spec), false).await?;
+    let defects: u64 = report.files.iter().flat_map(|f| f.defects.values()).sum();
+    let rows: u64 = report.files.iter().map(|f| f.rows).sum();
     println!(
-        "{} rows, {} data files, snapshot {first}",
-        r.rows, r.data_files
+        "{} files, {rows} rows, {defects} defects injected, under {}",
+        report.files.len(),
+        root.join("warehouse/raw/ecommerce").display()
     );
-    show(&engine, "SELECT date_trunc('month', order_ts) AS month, count(*) AS orders, round(sum(amount), 2) AS revenue FROM ecommerce.orders GROUP BY 1 ORDER BY 1").await?;
 
-    step(
-        5,
-        "A corrected November file arrives: overwrite only its partition",
-    );
-    let r = engine
-        .import(
-            &name,
-            &[input(&nov_fix)],
-            WriteMode::OverwritePartitions,
-            HashMap::new(),
-        )
-        .await?;
-    println!("{} rows replaced November; October untouched", r.rows);
-    show(&engine, "SELECT date_trunc('month', order_ts) AS month, count(*) AS orders FROM ecommerce.orders GROUP BY 1 ORDER BY 1").await?;
-
-    step(6, "Delete cancelled orders (copy-on-write)");
-    let n = engine
-        .delete_where(&name, "status = 'cancelled'", HashMap::new())
-        .await?;
-    println!("deleted {n} rows");
-
-    step(
-        7,
-        "Evolve the schema: add `channel`, rename `amount` to `order_total`",
-    );
-    lake.evolve(
-        &name,
-        &[
-            SchemaUpdate::Add {
-                name: "channel".into(),
-                ty: PrimitiveType::String,
-                doc: None,
-            },
-            SchemaUpdate::Rename {
-                from: "amount".into(),
-                to: "order_total".into(),
-            },
-        ],
-    )
-    .await?;
-    show(&engine, "SELECT order_id, status, order_total, channel FROM ecommerce.orders ORDER BY order_id LIMIT 3").await?;
-
-    step(8, "Time travel to the first import");
-    let now = count(&engine, "SELECT count(*) FROM ecommerce.orders").await?;
-    let then = count(
-        &engine,
-        &format!("SELECT count(*) FROM ecommerce.orders VERSION AS OF {first}"),
-    )
-    .await?;
-    println!("rows now: {now}; rows at snapshot {first}: {then}");
-
-    step(9, "Three small December drops, then compaction");
-    for i in 0..3u64 {
-        let f = raw.join(format!("2026-12-part{i}.csv"));
-        orders_csv(&f, 12, 200, 100_000 + i * 1_000, args.seed + 10 + i)?;
-        // Producers follow the rename too.
-        let text = std::fs::read_to_string(&f)?.replacen(",amount,", ",order_total,", 1);
-        std::fs::write(&f, text)?;
-        engine
-            .import(&name, &[input(&f)], WriteMode::Append, HashMap::new())
-            .await?;
+    step(3, "Run the shipped pipelines, day by day");
+    let all = gridata_pipeline::load_dir(&home.pipelines_dir())?;
+    let mut plan: Vec<(String, String)> = Vec::new();
+    for d in 0..args.days {
+        let date = (start + chrono::Duration::days(i64::from(d)))
+            .format("%Y-%m-%d")
+            .to_string();
+        plan.push(("ecommerce_customers".into(), date.clone()));
+        if d == 0 {
+            plan.push(("ecommerce_products".into(), date.clone()));
+        }
+        plan.push(("ecommerce_clickstream".into(), date.clone()));
+        plan.push(("ecommerce_orders".into(), date));
     }
-    let now = count(&engine, "SELECT count(*) FROM ecommerce.orders").await?;
-    let (removed, added) = engine.compact(&name, None).await?;
+    plan.push((
+        "ecommerce_customer_360".into(),
+        end.format("%Y-%m-%d").to_string(),
+    ));
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(vec![
+        "pipeline",
+        "date",
+        "state",
+        "time",
+        "rows read",
+        "written",
+        "quarantined",
+        "checks",
+    ]);
+    let (mut read, mut written, mut quarantined) = (0u64, 0u64, 0u64);
+    let mut last_orders_run = None;
+    for (id, date) in &plan {
+        let loaded = all.get(id).with_context(|| {
+            format!(
+                "pipeline {id} is missing from {}",
+                home.pipelines_dir().display()
+            )
+        })?;
+        let params = BTreeMap::from([("date".to_string(), date.clone())]);
+        let s = pipes::run_loaded(&home, Arc::new(loaded.clone()), params, false).await?;
+        let r: u64 = s.files.iter().map(|f| f.rows_read).sum();
+        let w: u64 = s.files.iter().map(|f| f.rows_written).sum();
+        let q: u64 = s.files.iter().map(|f| f.rows_rejected).sum();
+        let written_rows: u64 = if s.files.is_empty() {
+            s.tasks
+                .iter()
+                .filter(|t| t.task_id.starts_with("write"))
+                .map(|t| t.rows.rows_out)
+                .sum()
+        } else {
+            w
+        };
+        read += r;
+        written += w;
+        quarantined += q;
+        let passed = s.checks.iter().filter(|c| c.passed).count();
+        let secs = match (s.run.started_ms, s.run.ended_ms) {
+            (Some(a), Some(b)) => format!("{:.2}s", (b - a) as f64 / 1000.0),
+            _ => "-".into(),
+        };
+        table.add_row(vec![
+            id.clone(),
+            date.clone(),
+            s.run.state.to_string(),
+            secs,
+            r.to_string(),
+            written_rows.to_string(),
+            q.to_string(),
+            format!("{passed}/{}", s.checks.len()),
+        ]);
+        if s.run.state != RunState::Success {
+            println!("{table}");
+            bail!(
+                "run {} of {id} for {date} failed: {}",
+                s.run.run_id,
+                s.run.error.unwrap_or_default()
+            );
+        }
+        if id == "ecommerce_orders" {
+            last_orders_run = Some(s.run.run_id.clone());
+        }
+    }
+    println!("{table}");
     println!(
-        "rewrote {removed} files into {added}; rows unchanged: {}",
-        count(&engine, "SELECT count(*) FROM ecommerce.orders").await? == now
+        "every input row accounted for: {read} read = {written} written + {quarantined} quarantined ({})",
+        if read == written + quarantined {
+            "ok"
+        } else {
+            "MISMATCH"
+        }
     );
+    if read != written + quarantined {
+        bail!("row conservation failed");
+    }
 
-    step(10, "Snapshot history");
+    step(4, "What was written");
+    let lake = gridata_lake::Lake::open(&home).await?;
+    let engine = Engine::new(lake).await?;
     show(
         &engine,
-        "SELECT snapshot_id, parent_id, operation, committed_at FROM ecommerce.orders$snapshots",
+        "SELECT 'ecommerce.orders' AS table_name, count(*) AS rows FROM ecommerce.orders \
+         UNION ALL SELECT 'ecommerce.order_items', count(*) FROM ecommerce.order_items \
+         UNION ALL SELECT 'ecommerce.customers', count(*) FROM ecommerce.customers \
+         UNION ALL SELECT 'ecommerce.products', count(*) FROM ecommerce.products \
+         UNION ALL SELECT 'ecommerce.clickstream', count(*) FROM ecommerce.clickstream \
+         UNION ALL SELECT 'analytics.customer_360', count(*) FROM analytics.customer_360 \
+         ORDER BY 1",
+    )
+    .await?;
+    show(
+        &engine,
+        "SELECT segment, activity_status, count(*) AS customers, \
+         CAST(sum(lifetime_value) AS DECIMAL(14,2)) AS lifetime_value, \
+         round(avg(churn_risk_score), 3) AS avg_churn_risk \
+         FROM analytics.customer_360 GROUP BY 1, 2 ORDER BY 3 DESC",
     )
     .await?;
 
-    println!("\nTry next:");
+    step(5, "What was quarantined (last orders run), with reasons");
+    if let Some(run_id) = &last_orders_run {
+        let dir = home
+            .local_root()
+            .map(|r| r.join("rejected/ecommerce_orders").join(run_id));
+        if let Some(dir) = dir.filter(|d| d.exists()) {
+            let mut files = Vec::new();
+            for task in std::fs::read_dir(&dir)? {
+                let p = task?.path().join("rows.parquet");
+                if p.exists() {
+                    files.push(p);
+                }
+            }
+            files.sort();
+            for (i, f) in files.iter().enumerate() {
+                engine
+                    .context()
+                    .register_parquet(
+                        format!("rejected_{i}"),
+                        f.display().to_string(),
+                        Default::default(),
+                    )
+                    .await?;
+                println!("{}", f.display());
+                show(
+                    &engine,
+                    &format!(
+                        "SELECT _reject_rule AS rule, count(*) AS rows, min(_reject_reason) AS example \
+                         FROM rejected_{i} GROUP BY 1 ORDER BY 2 DESC"
+                    ),
+                )
+                .await?;
+            }
+        }
+    }
+
+    step(6, "Try next");
     let h = root.display();
+    println!("gridata --home {h} runs list");
+    println!("gridata --home {h} runs show <run id>");
     println!(
-        "  gridata --home {h} sql \"SELECT country, count(*), sum(order_total) FROM ecommerce.orders GROUP BY country\""
+        "gridata --home {h} sql \"SELECT * FROM analytics.customer_360 ORDER BY lifetime_value DESC LIMIT 10\""
     );
     println!(
-        "  gridata --home {h} sql \"SELECT * FROM ecommerce.orders VERSION AS OF {first} LIMIT 5\""
+        "gridata --home {h} sql \"SELECT value_category, count(*), sum(order_total) FROM ecommerce.orders GROUP BY 1\""
     );
-    println!("  gridata --home {h} sql \"SELECT * FROM ecommerce.orders\\$files\"");
-    println!("  gridata --home {h} table snapshots ecommerce.orders");
-    println!("  gridata --home {h} table rollback ecommerce.orders --to {first}");
+    println!("gridata --home {h} table snapshots ecommerce.orders");
     println!(
-        "  python -c \"from pyiceberg.catalog.sql import SqlCatalog; c = SqlCatalog('gridata', uri='sqlite:///{h}/catalog.db'); print(c.load_table('ecommerce.orders').scan().to_arrow().num_rows)\""
+        "gridata --home {h} sql \"SELECT count(*) FROM ecommerce.orders VERSION AS OF <snapshot id>\""
+    );
+    println!("gridata --home {h} pipeline validate");
+    println!(
+        "python: SqlCatalog(\"gridata\", uri=\"sqlite:///{}\", warehouse=\"file://{}\")",
+        std::path::absolute(root.join("catalog.db"))?.display(),
+        std::path::absolute(root.join("warehouse/curated"))?.display()
     );
     Ok(())
 }
