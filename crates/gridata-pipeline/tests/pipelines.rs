@@ -1,0 +1,483 @@
+//! End-to-end pipeline runs on the embedded default: generated data with
+//! defects, the shipped pipelines, quarantine, write-audit-publish,
+//! reruns, retries and clear failures.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use gridata_core::{Home, SystemClock, TableName};
+use gridata_engine::Engine;
+use gridata_lake::Lake;
+use gridata_pipeline::{Loaded, RunOptions, RunSummary, Runner, load_str, shipped};
+use gridata_state::{RunState, SqlStateStore, TaskState};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    home: Home,
+    runner: Runner,
+    lake: Lake,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::open(dir.path()).unwrap();
+    let storage = gridata_storage::Storage::open(&home).unwrap();
+    storage.init().unwrap();
+    let lake = Lake::open(&home).await.unwrap();
+    let state = Arc::new(
+        SqlStateStore::connect(home.state_url().unwrap().expose())
+            .await
+            .unwrap(),
+    );
+    let runner = Runner::new(
+        lake.clone(),
+        state,
+        Arc::new(SystemClock),
+        home.root.clone(),
+    );
+    Env {
+        _dir: dir,
+        home,
+        runner,
+        lake,
+    }
+}
+
+async fn generate(env: &Env, orders: u64, days: u32, defect_rate: f64) {
+    let storage = gridata_storage::Storage::open(&env.home).unwrap();
+    gridata_gen::generate(
+        &storage,
+        &gridata_gen::Spec {
+            orders,
+            start: chrono::NaiveDate::from_ymd_opt(2026, 11, 19).unwrap(),
+            days,
+            format: gridata_gen::Format::Csv,
+            seed: 5,
+            defect_rate,
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+}
+
+fn shipped_pipeline(id: &str) -> Arc<Loaded> {
+    let (name, text) = shipped::SHIPPED
+        .iter()
+        .find(|(n, _)| n.trim_end_matches(".yaml") == id)
+        .unwrap();
+    Arc::new(load_str(Path::new(name), text).unwrap())
+}
+
+fn pipeline(id: &str, text: &str) -> Arc<Loaded> {
+    Arc::new(load_str(Path::new(&format!("{id}.yaml")), text).unwrap())
+}
+
+async fn run(env: &Env, p: Arc<Loaded>, date: &str) -> RunSummary {
+    let params = if p.pipeline.params.contains_key("date") {
+        BTreeMap::from([("date".to_string(), date.to_string())])
+    } else {
+        BTreeMap::new()
+    };
+    env.runner
+        .run(
+            p,
+            RunOptions {
+                params,
+                trigger: "test".into(),
+                events: None,
+                retry_delay_scale: Some(0.0),
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn count(env: &Env, sql: &str) -> i64 {
+    let engine = Engine::new(env.lake.clone()).await.unwrap();
+    let (_, batches) = engine.query(sql).await.unwrap();
+    let c = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
+    c.as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
+async fn load_day(env: &Env, date: &str, first: bool) {
+    for id in [
+        "ecommerce_customers",
+        "ecommerce_products",
+        "ecommerce_clickstream",
+        "ecommerce_orders",
+    ] {
+        if id == "ecommerce_products" && !first {
+            continue;
+        }
+        let s = run(env, shipped_pipeline(id), date).await;
+        assert_eq!(
+            s.run.state,
+            RunState::Success,
+            "{id} {date}: {:?}",
+            s.run.error
+        );
+    }
+}
+
+/// Rows in the quarantine Parquet files of a run, each with a reason.
+async fn quarantined_rows(env: &Env, pipeline: &str, run_id: &str) -> i64 {
+    let dir = env
+        .home
+        .local_root()
+        .unwrap()
+        .join("rejected")
+        .join(pipeline)
+        .join(run_id);
+    let engine = Engine::new(env.lake.clone()).await.unwrap();
+    let mut total = 0;
+    for task in std::fs::read_dir(&dir).into_iter().flatten() {
+        for f in std::fs::read_dir(task.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "parquet") {
+                let df = engine
+                    .context()
+                    .read_parquet(p.display().to_string(), Default::default())
+                    .await
+                    .unwrap();
+                let batches = df.collect().await.unwrap();
+                for b in batches {
+                    let reason = b.column_by_name("_reject_reason").unwrap();
+                    let line = b.column_by_name("_source_line").unwrap();
+                    let run = b.column_by_name("_run_id").unwrap();
+                    assert_eq!(
+                        reason.null_count(),
+                        0,
+                        "{}: every row has a reason",
+                        p.display()
+                    );
+                    assert_eq!(
+                        line.null_count(),
+                        0,
+                        "{}: every row has its line",
+                        p.display()
+                    );
+                    assert_eq!(run.null_count(), 0);
+                    total += b.num_rows() as i64;
+                }
+            }
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_are_conserved_on_generated_defects_and_reruns_are_idempotent() {
+    let env = env().await;
+    generate(&env, 1_500, 2, 0.05).await;
+    load_day(&env, "2026-11-19", true).await;
+
+    let orders = shipped_pipeline("ecommerce_orders");
+    let first = run(&env, orders.clone(), "2026-11-20").await;
+    // Customers for the 20th were not loaded yet: some orders reference
+    // unknown customers and are quarantined, never lost.
+    assert_eq!(first.run.state, RunState::Success, "{:?}", first.run.error);
+    assert_eq!(first.files.len(), 2, "{:?}", first.files);
+    for f in &first.files {
+        assert!(f.rows_read > 0);
+        assert_eq!(
+            f.rows_read,
+            f.rows_written + f.rows_rejected,
+            "conservation for {}",
+            f.source_file
+        );
+        assert!(f.rows_rejected > 0, "defects are quarantined: {f:?}");
+    }
+    let rejected: u64 = first.files.iter().map(|f| f.rows_rejected).sum();
+    assert_eq!(
+        quarantined_rows(&env, "ecommerce_orders", &first.run.run_id).await as u64,
+        rejected,
+        "every quarantined row is in the rejected zone with its reason"
+    );
+    let written: u64 = first
+        .files
+        .iter()
+        .filter(|f| f.source_file.ends_with("/orders.csv"))
+        .map(|f| f.rows_written)
+        .sum();
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM ecommerce.orders WHERE order_date = DATE '2026-11-20'"
+        )
+        .await as u64,
+        written
+    );
+    // The raw files were archived.
+    assert!(
+        env.home
+            .local_root()
+            .unwrap()
+            .join("archive/ecommerce/orders/2026-11-20/orders.csv")
+            .exists()
+    );
+
+    let snapshot = |sql: &'static str| {
+        let env = &env;
+        async move {
+            let engine = Engine::new(env.lake.clone()).await.unwrap();
+            let (_, b) = engine.query(sql).await.unwrap();
+            arrow::util::pretty::pretty_format_batches(&b)
+                .unwrap()
+                .to_string()
+        }
+    };
+    const CONTENT: &str = "SELECT order_id, customer_id, order_ts, order_total, status, _source_line \
+                           FROM ecommerce.orders ORDER BY order_id";
+    const ITEMS: &str = "SELECT order_id, line_number, line_total FROM ecommerce.order_items \
+                         ORDER BY order_id, line_number";
+    let (before, before_items) = (snapshot(CONTENT).await, snapshot(ITEMS).await);
+    let total = count(&env, "SELECT count(*) FROM ecommerce.orders").await;
+
+    // Rerun the same date (from the archive): same contents, no duplicates.
+    let again = run(&env, orders, "2026-11-20").await;
+    assert_eq!(again.run.state, RunState::Success, "{:?}", again.run.error);
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM ecommerce.orders").await,
+        total
+    );
+    assert_eq!(snapshot(CONTENT).await, before);
+    assert_eq!(snapshot(ITEMS).await, before_items);
+    let days = count(
+        &env,
+        "SELECT count(DISTINCT order_date) FROM ecommerce.orders",
+    )
+    .await;
+    assert_eq!(days, 2, "the other day's partition is kept");
+}
+
+const GATED: &str = r#"
+id: gated
+params:
+  severity: { type: string, default: error }
+tasks:
+  - id: rows
+    sql:
+      query: "SELECT CAST(v AS BIGINT) AS v FROM (VALUES (1), (2), (-3)) AS t(v)"
+  - id: write
+    depends_on: [rows]
+    write: { input: rows, table: demo.gated, mode: append }
+  - id: check
+    depends_on: [write]
+    quality:
+      table: demo.gated
+      checks:
+        - name: positive
+          severity: SEVERITY
+          range: { column: v, min: 0 }
+        - row_count: { min: 1 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_error_check_keeps_the_pre_run_snapshot_and_a_warn_check_does_not() {
+    let env = env().await;
+    let name = TableName::parse("demo.gated").unwrap();
+    // First run with a warn check: published.
+    let warn = pipeline("gated", &GATED.replace("SEVERITY", "warn"));
+    let s = run(&env, warn, "").await;
+    assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
+    assert!(
+        s.checks
+            .iter()
+            .any(|c| c.name == "positive" && !c.passed && c.severity == "warn")
+    );
+    let published = env.lake.load_table(&name).await.unwrap();
+    let before = published.metadata.current_snapshot_id();
+    assert!(before.is_some());
+    assert_eq!(count(&env, "SELECT count(*) FROM demo.gated").await, 3);
+
+    // A different pipeline appending the same rows with an error check.
+    let error = pipeline(
+        "gated_error",
+        &GATED
+            .replace("SEVERITY", "error")
+            .replace("id: gated", "id: gated_error"),
+    );
+    let s = run(&env, error, "").await;
+    assert_eq!(s.run.state, RunState::Failed);
+    let err = s.run.error.clone().unwrap();
+    assert!(err.contains("check") && err.contains("positive"), "{err}");
+    let check = s.checks.iter().find(|c| c.name == "positive").unwrap();
+    assert!(!check.passed);
+    assert!(
+        check.snapshot_id.is_some() && check.snapshot_id != before,
+        "checked the staged snapshot"
+    );
+    let after = env.lake.load_table(&name).await.unwrap();
+    assert_eq!(
+        after.metadata.current_snapshot_id(),
+        before,
+        "pre-run snapshot kept"
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM demo.gated").await, 3);
+    assert!(
+        after
+            .metadata
+            .snapshot_by_id(check.snapshot_id.unwrap())
+            .is_none(),
+        "the staged snapshot is discarded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_name_the_task_file_and_cause() {
+    let env = env().await;
+    // A missing input file.
+    let missing = pipeline(
+        "missing",
+        r#"
+id: missing
+tasks:
+  - id: read
+    validate_rows:
+      input: { file: "nowhere/orders.csv" }
+      rules: [ { not_null: [a] } ]
+"#,
+    );
+    let s = run(&env, missing, "").await;
+    assert_eq!(s.run.state, RunState::Failed);
+    let e = s.run.error.unwrap();
+    assert!(
+        e.contains("task 'read'") && e.contains("nowhere/orders.csv") && e.contains("not found"),
+        "{e}"
+    );
+
+    // A SQL error: an unknown column.
+    let storage = gridata_storage::Storage::open(&env.home).unwrap();
+    storage
+        .write(
+            &storage.uri(gridata_core::Zone::Raw, "in/a.csv"),
+            "a,b\n1,2\n".into(),
+        )
+        .await
+        .unwrap();
+    let bad_sql = pipeline(
+        "bad_sql",
+        r#"
+id: bad_sql
+tasks:
+  - id: transform
+    sql:
+      inputs: { src: { file: "in/a.csv" } }
+      query: SELECT nope FROM src
+"#,
+    );
+    let s = run(&env, bad_sql, "").await;
+    let e = s.run.error.unwrap();
+    assert!(
+        e.contains("task 'transform'") && e.contains("SQL error") && e.contains("nope"),
+        "{e}"
+    );
+    let t = s.tasks.iter().find(|t| t.task_id == "transform").unwrap();
+    assert_eq!(t.attempts, 1, "deterministic errors are not retried");
+
+    // A schema mismatch: the file lacks a required column.
+    let mismatch = pipeline(
+        "mismatch",
+        r#"
+id: mismatch
+tasks:
+  - id: check_file
+    validate_file:
+      path: in/a.csv
+      columns: [ { name: order_id, required: true } ]
+  - id: after
+    depends_on: [check_file]
+    sql: { query: SELECT 1 }
+"#,
+    );
+    let s = run(&env, mismatch, "").await;
+    let e = s.run.error.unwrap();
+    assert!(
+        e.contains("task 'check_file'")
+            && e.contains("a.csv")
+            && e.contains("required column 'order_id' is missing"),
+        "{e}"
+    );
+    let after = s.tasks.iter().find(|t| t.task_id == "after").unwrap();
+    assert_eq!(after.state, TaskState::UpstreamFailed);
+    // The bad file moved to the rejected zone with a reason file.
+    assert!(
+        !storage
+            .exists(&storage.uri(gridata_core::Zone::Raw, "in/a.csv"))
+            .await
+            .unwrap()
+    );
+    let rejected = storage
+        .list(storage.zone_uri(gridata_core::Zone::Rejected))
+        .await
+        .unwrap();
+    assert!(
+        rejected
+            .iter()
+            .any(|f| f.uri.ends_with("a.csv.reason.json")),
+        "{rejected:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_and_independent_tasks_run_in_parallel() {
+    let env = env().await;
+    let marker = env.home.root.join("attempted");
+    let text = format!(
+        r#"
+id: flaky
+defaults: {{ retries: 2, retry_delay: 1s }}
+tasks:
+  - id: flaky
+    command:
+      program: sh
+      args: ["-c", "if [ -f {m} ]; then echo second try; else touch {m}; echo first try >&2; exit 3; fi"]
+  - id: slow_a
+    command: {{ program: sh, args: ["-c", "sleep 1"] }}
+  - id: slow_b
+    command: {{ program: sh, args: ["-c", "sleep 1"] }}
+"#,
+        m = marker.display()
+    );
+    let started = std::time::Instant::now();
+    let s = run(&env, pipeline("flaky", &text), "").await;
+    assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
+    let t = s.tasks.iter().find(|t| t.task_id == "flaky").unwrap();
+    assert_eq!(t.attempts, 2);
+    let attempts = env
+        .runner
+        .state()
+        .attempts(&s.run.run_id, "flaky")
+        .await
+        .unwrap();
+    assert_eq!(attempts[0].state, TaskState::UpForRetry);
+    assert!(
+        attempts[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("exited with code 3")
+    );
+    let logs = env
+        .runner
+        .state()
+        .logs(&s.run.run_id, "flaky")
+        .await
+        .unwrap();
+    assert!(
+        logs.iter().any(|l| l.message.contains("second try")),
+        "{logs:?}"
+    );
+    // Two one-second tasks side by side take about one second, not two.
+    let a = s.tasks.iter().find(|t| t.task_id == "slow_a").unwrap();
+    let b = s.tasks.iter().find(|t| t.task_id == "slow_b").unwrap();
+    assert!(
+        a.started_ms.unwrap() < b.ended_ms.unwrap() && b.started_ms.unwrap() < a.ended_ms.unwrap()
+    );
+    let _ = started;
+}
