@@ -502,16 +502,19 @@ pub struct LandTarget {
     pub task_id: String,
 }
 
-/// Land one raw file. Errors name the file.
+/// Land one raw file read from `physical`; rows are labelled with
+/// `source` (its raw-zone URI, also when read back from the archive, so
+/// reruns label rows the same). Errors name the file.
 pub async fn land(
     storage: &Storage,
+    physical: &str,
     source: &str,
     format: FileFormat,
     target: &LandTarget,
 ) -> Result<Landed, String> {
-    let local = fetch(storage, source)
+    let local = fetch(storage, physical)
         .await
-        .map_err(|e| format!("{source}: {e}"))?;
+        .map_err(|e| format!("{physical}: {e}"))?;
     let source_s = source.to_string();
     let target_c = target.clone();
     let (staged, rejects) =

@@ -614,8 +614,11 @@ impl TaskCtx {
             .format
             .or_else(|| FileFormat::from_path(&rel))
             .ok_or_else(|| TaskError::fatal(format!("{uri}: cannot tell the format")))?;
+        // Rows are labelled with the file's URI in its zone, also when it
+        // is read back from the archive.
+        let label = self.storage().uri(zone.zone(), &rel);
         let mut landed = self.shared.landed.lock().await;
-        let l = match landed.get(&uri) {
+        let l = match landed.get(&label) {
             Some(l) => l.clone(),
             None => {
                 let n = landed.len();
@@ -625,17 +628,17 @@ impl TaskCtx {
                     run_id: self.shared.run_id.clone(),
                     task_id: self.task_id.clone(),
                 };
-                let l = land(self.storage(), &uri, format, &target)
+                let l = land(self.storage(), &uri, &label, format, &target)
                     .await
                     .map_err(TaskError::fatal)?;
                 self.log(format!(
                     "read {}: {} rows, {} malformed line(s) quarantined",
                     uri, l.rows_read, l.rows_rejected
                 ));
-                result.add_file(&uri, l.rows_read, l.rows_rejected, 0);
+                result.add_file(&label, l.rows_read, l.rows_rejected, 0);
                 result.rows.rows_in += l.rows_read;
                 result.rows.rows_rejected += l.rows_rejected;
-                landed.insert(uri.clone(), l.clone());
+                landed.insert(label.clone(), l.clone());
                 l
             }
         };
