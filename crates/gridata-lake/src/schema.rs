@@ -239,46 +239,6 @@ pub fn schema_text(schema: &Schema) -> String {
         .join(", ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_round_trips() {
-        let s =
-            parse_schema("id long not null, name string, amount decimal(10, 2), ts timestamptz")
-                .unwrap();
-        assert_eq!(
-            schema_text(&s),
-            "id long not null, name string, amount decimal(10,2), ts timestamptz"
-        );
-        assert_eq!(s.field_by_name("ts").unwrap().id, 4);
-    }
-
-    #[test]
-    fn bad_schema_names_the_column() {
-        let e = parse_schema("id long, qty intt").unwrap_err().to_string();
-        assert!(e.contains("qty"), "{e}");
-    }
-
-    #[test]
-    fn partition_transforms() {
-        let s = parse_schema("id long, name string, ts timestamptz").unwrap();
-        let spec = parse_partition_spec(
-            &[
-                "month(ts)".into(),
-                "bucket(16, id)".into(),
-                "truncate(2, name)".into(),
-            ],
-            &s,
-        )
-        .unwrap();
-        assert_eq!(spec.fields().len(), 3);
-        assert!(parse_partition_spec(&["month(name)".into()], &s).is_err());
-        assert!(parse_partition_spec(&["month(nope)".into()], &s).is_err());
-    }
-}
-
 /// The Iceberg type of an Arrow type, for tables created from query
 /// results. Nested and interval types are refused, naming the column.
 pub fn primitive_from_arrow(
@@ -333,4 +293,44 @@ pub fn schema_from_arrow(arrow: &arrow::datatypes::Schema) -> Result<Schema> {
         .with_fields(fields)
         .build()
         .map_err(|e| parse_err("schema", "query result", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_round_trips() {
+        let s =
+            parse_schema("id long not null, name string, amount decimal(10, 2), ts timestamptz")
+                .unwrap();
+        assert_eq!(
+            schema_text(&s),
+            "id long not null, name string, amount decimal(10,2), ts timestamptz"
+        );
+        assert_eq!(s.field_by_name("ts").unwrap().id, 4);
+    }
+
+    #[test]
+    fn bad_schema_names_the_column() {
+        let e = parse_schema("id long, qty intt").unwrap_err().to_string();
+        assert!(e.contains("qty"), "{e}");
+    }
+
+    #[test]
+    fn partition_transforms() {
+        let s = parse_schema("id long, name string, ts timestamptz").unwrap();
+        let spec = parse_partition_spec(
+            &[
+                "month(ts)".into(),
+                "bucket(16, id)".into(),
+                "truncate(2, name)".into(),
+            ],
+            &s,
+        )
+        .unwrap();
+        assert_eq!(spec.fields().len(), 3);
+        assert!(parse_partition_spec(&["month(name)".into()], &s).is_err());
+        assert!(parse_partition_spec(&["month(nope)".into()], &s).is_err());
+    }
 }

@@ -736,18 +736,17 @@ impl Validator<'_> {
                 TaskKind::Sense(s) if s.paths.is_empty() => {
                     self.task(i, "paths", f("sense.paths"), "no paths".into());
                 }
-                TaskKind::Notify(n) => {
+                TaskKind::Notify(n)
                     if !n.url.starts_with("http://")
                         && !n.url.starts_with("https://")
-                        && !n.url.starts_with("{{")
-                    {
-                        self.task(
-                            i,
-                            "url",
-                            f("notify.url"),
-                            format!("'{}' is not an http(s) URL", n.url),
-                        );
-                    }
+                        && !n.url.starts_with("{{") =>
+                {
+                    self.task(
+                        i,
+                        "url",
+                        f("notify.url"),
+                        format!("'{}' is not an http(s) URL", n.url),
+                    );
                 }
                 _ => {}
             }

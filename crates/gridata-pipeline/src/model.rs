@@ -442,11 +442,11 @@ impl From<Dur> for String {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0.as_secs();
-        if s > 0 && s % 86_400 == 0 {
+        if s > 0 && s.is_multiple_of(86_400) {
             write!(f, "{}d", s / 86_400)
-        } else if s > 0 && s % 3_600 == 0 {
+        } else if s > 0 && s.is_multiple_of(3_600) {
             write!(f, "{}h", s / 3_600)
-        } else if s > 0 && s % 60 == 0 {
+        } else if s > 0 && s.is_multiple_of(60) {
             write!(f, "{}m", s / 60)
         } else if self.0.subsec_millis() > 0 {
             write!(f, "{}ms", self.0.as_millis())

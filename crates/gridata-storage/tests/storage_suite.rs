@@ -87,6 +87,7 @@ pub fn s3_home(dir: &std::path::Path) -> Home {
                 )),
             }),
             catalog: Default::default(),
+            state: Default::default(),
         },
     }
 }

@@ -1,5 +1,6 @@
 //! `archive`: move processed files from a zone (default `raw`) to
-//! `archive/`, keeping their relative paths. Idempotent: a file already
+//! `archive/`, keeping their relative paths (checksum sidecars move with
+//! them). Idempotent: a file already
 //! archived is not an error.
 
 use schemars::JsonSchema;

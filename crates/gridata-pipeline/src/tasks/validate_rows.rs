@@ -1,6 +1,6 @@
 //! `validate_rows`: row rules. Each row is checked against the rules in
 //! order; the first rule it fails quarantines it to
-//! `rejected/<pipeline>/<run>/<task>.parquet` with `_reject_rule`,
+//! `rejected/<pipeline>/<run>/<task>/rows.parquet` with `_reject_rule`,
 //! `_reject_reason`, its `_source_file`/`_source_line` and `_run_id`.
 //! Rows that pass are staged and become the task's output.
 //!
@@ -336,11 +336,11 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             engine
                 .register(&alias, refdf.into_view())
                 .map_err(TaskError::fatal)?;
+            let probe = format!("CAST(\"__w\".{} AS VARCHAR)", quote_ident(&e.column));
             plan.joins.push(format!(
-                "LEFT JOIN (SELECT DISTINCT {k} AS \"__k\" FROM {a}) AS \"__j{i}\" ON {t} = \"__j{i}\".\"__k\"",
+                "LEFT JOIN (SELECT DISTINCT {k} AS \"__k\" FROM {a}) AS \"__j{i}\" ON {probe} = \"__j{i}\".\"__k\"",
                 k = text(&key),
                 a = quote_ident(&alias),
-                t = format!("CAST(\"__w\".{} AS VARCHAR)", quote_ident(&e.column)),
             ));
             (
                 format!(
