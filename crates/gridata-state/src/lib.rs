@@ -939,8 +939,8 @@ impl StateStore for SqlStateStore {
 
     async fn file_counts(&self, run_id: &str) -> Result<Vec<FileCounts>> {
         let rows = sqlx::query(
-            "SELECT source_file, MAX(rows_read) AS r, SUM(rows_rejected) AS q,
-                SUM(rows_written) AS w
+            "SELECT source_file, MAX(rows_read) AS r, CAST(SUM(rows_rejected) AS BIGINT) AS q,
+                CAST(SUM(rows_written) AS BIGINT) AS w
              FROM file_counts WHERE run_id = $1 GROUP BY source_file ORDER BY source_file",
         )
         .bind(run_id)
