@@ -1142,7 +1142,8 @@ def main() -> int:
         log(f"gridata generate ecommerce --orders {args.orders:,} --days 1 --start {args.date} "
             f"--seed {args.seed} --defect-rate {args.defect_rate} --format csv")
         gen = g.run("generate", "ecommerce", "--orders", args.orders, "--days", 1, "--start", args.date,
-                    "--seed", args.seed, "--defect-rate", args.defect_rate, "--format", "csv")
+                    "--seed", args.seed, "--defect-rate", args.defect_rate, "--format", "csv",
+                    "--no-clickstream")
         if gen["rc"] != 0:
             die(f"gridata generate failed (exit {gen['rc']}):\n{tail(gen['stderr'])}\n{tail(gen['stdout'], 1500)}")
         log(f"  generated in {gen['wall_s']:.1f}s")

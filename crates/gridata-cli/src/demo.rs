@@ -91,6 +91,7 @@ pub async fn run(args: &DemoArgs, home: Option<PathBuf>) -> Result<()> {
         format: pipes::GenFormat::Csv,
         seed: args.seed,
         defect_rate: args.defect_rate,
+        no_clickstream: false,
     };
     let report = pipes::generate(&home, &pipes::GenerateCmd::Ecommerce(spec), false).await?;
     let defects: u64 = report.files.iter().flat_map(|f| f.defects.values()).sum();

@@ -42,6 +42,10 @@ pub struct EcommerceArgs {
     /// Share of rows with a defect, 0 to 1.
     #[arg(long, default_value_t = 0.02)]
     pub defect_rate: f64,
+    /// Skip the clickstream (about 1.5 KB per order), e.g. for the
+    /// 100-million-order benchmark.
+    #[arg(long)]
+    pub no_clickstream: bool,
 }
 
 /// Formats of generated files.
@@ -130,6 +134,7 @@ pub async fn generate(home: &Home, cmd: &GenerateCmd, quiet: bool) -> Result<gri
         format: a.format.gen_format(),
         seed: a.seed,
         defect_rate: a.defect_rate,
+        clickstream: !a.no_clickstream,
     };
     let bar = if quiet {
         ProgressBar::hidden()

@@ -64,6 +64,8 @@ pub struct Spec {
     pub seed: u64,
     /// Share of rows (0 to 1) that carry a defect.
     pub defect_rate: f64,
+    /// Also write clickstream events (about 1.5 KB per order in CSV).
+    pub clickstream: bool,
 }
 
 impl Spec {
@@ -372,7 +374,9 @@ pub async fn generate(
         let n = g.orders(d, day, &mut |k| progress(done + k)).await?;
         done += n;
         progress(done);
-        g.clickstream(d, day).await?;
+        if spec.clickstream {
+            g.clickstream(d, day).await?;
+        }
     }
     Ok(g.report)
 }
@@ -779,6 +783,7 @@ mod tests {
             format,
             seed: 7,
             defect_rate: 0.05,
+            clickstream: true,
         }
     }
 

@@ -55,6 +55,7 @@ async fn generate(env: &Env, orders: u64, days: u32, defect_rate: f64) {
             format: gridata_gen::Format::Csv,
             seed: 5,
             defect_rate,
+            clickstream: true,
         },
         &mut |_| {},
     )
