@@ -379,18 +379,18 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
-    /// The format a path's extension implies.
+    /// The format a path's extension implies (the same rule as
+    /// `gridata table import`; compressed files are not landed yet).
     pub fn from_path(path: &str) -> Option<Self> {
-        let p = path.to_ascii_lowercase();
-        if p.ends_with(".csv") {
-            Some(Self::Csv)
-        } else if p.ends_with(".json") || p.ends_with(".jsonl") || p.ends_with(".ndjson") {
-            Some(Self::Json)
-        } else if p.ends_with(".parquet") {
-            Some(Self::Parquet)
-        } else {
-            None
+        use gridata_engine::ImportFormat;
+        if path.to_ascii_lowercase().ends_with(".gz") {
+            return None;
         }
+        ImportFormat::from_path(path).map(|f| match f {
+            ImportFormat::Csv => Self::Csv,
+            ImportFormat::Json => Self::Json,
+            ImportFormat::Parquet => Self::Parquet,
+        })
     }
 }
 

@@ -445,7 +445,6 @@ tasks:
 "#,
         m = marker.display()
     );
-    let started = std::time::Instant::now();
     let s = run(&env, pipeline("flaky", &text), "").await;
     assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
     let t = s.tasks.iter().find(|t| t.task_id == "flaky").unwrap();
@@ -480,5 +479,4 @@ tasks:
     assert!(
         a.started_ms.unwrap() < b.ended_ms.unwrap() && b.started_ms.unwrap() < a.ended_ms.unwrap()
     );
-    let _ = started;
 }
