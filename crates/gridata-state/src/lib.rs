@@ -19,6 +19,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
+mod sched;
+pub use sched::{
+    BackfillRecord, ClaimLimits, Heartbeat, PoolRecord, SchedulerInfo, SchedulerStore, Store,
+    TokenRecord,
+};
+
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -32,6 +38,12 @@ pub enum Error {
     /// A run that does not exist.
     #[error("run '{0}' not found")]
     RunNotFound(String),
+    /// A pool, token or backfill that does not exist.
+    #[error("{what} '{name}' not found")]
+    NotFound { what: &'static str, name: String },
+    /// The operation does not fit the current state.
+    #[error("{0}")]
+    Conflict(String),
     /// A stored value that does not parse.
     #[error("state store: corrupt {what}: '{value}'")]
     Corrupt { what: &'static str, value: String },
@@ -40,7 +52,7 @@ pub enum Error {
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
+pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
     let context = context.into();
     move |source| Error::Db { context, source }
 }
@@ -151,6 +163,49 @@ pub struct RunRecord {
     pub ended_ms: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The scheduler (or CLI process) holding the run's lease.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The lease ends then unless renewed (ms since the epoch).
+    #[serde(default)]
+    pub lease_until_ms: Option<i64>,
+    /// A user asked to cancel; the owner stops the run.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// Makes triggering idempotent: at most one run has a given key.
+    #[serde(default)]
+    pub dedup_key: Option<String>,
+    /// The backfill that created it.
+    #[serde(default)]
+    pub backfill_id: Option<String>,
+}
+
+impl RunRecord {
+    /// A new queued run.
+    pub fn queued(
+        run_id: String,
+        pipeline: &str,
+        params: BTreeMap<String, String>,
+        trigger: &str,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            run_id,
+            pipeline: pipeline.to_string(),
+            params,
+            state: RunState::Queued,
+            trigger: trigger.to_string(),
+            created_ms: now_ms,
+            started_ms: None,
+            ended_ms: None,
+            error: None,
+            owner: None,
+            lease_until_ms: None,
+            cancel_requested: false,
+            dedup_key: None,
+            backfill_id: None,
+        }
+    }
 }
 
 /// Rows a task read, wrote and rejected.
@@ -352,7 +407,7 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn file_counts(&self, run_id: &str) -> Result<Vec<FileCounts>>;
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS gridata_state_version (version BIGINT NOT NULL)",
@@ -422,10 +477,69 @@ const DDL: &[&str] = &[
         PRIMARY KEY (run_id, task_id, source_file))",
 ];
 
+/// Upgrades from the version-1 schema above, by target version.
+const MIGRATIONS: &[(i64, &[&str])] = &[(
+    2,
+    &[
+        "ALTER TABLE runs ADD COLUMN owner TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_until_ms BIGINT",
+        "ALTER TABLE runs ADD COLUMN cancel_requested BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN dedup_key TEXT",
+        "ALTER TABLE runs ADD COLUMN backfill_id TEXT",
+        "CREATE UNIQUE INDEX runs_dedup ON runs (dedup_key)",
+        "CREATE INDEX runs_by_state ON runs (state, created_ms)",
+        "CREATE INDEX runs_by_backfill ON runs (backfill_id)",
+        "CREATE TABLE pipeline_flags (
+            pipeline TEXT PRIMARY KEY,
+            paused BIGINT NOT NULL,
+            updated_ms BIGINT NOT NULL)",
+        "CREATE TABLE trigger_state (
+            pipeline TEXT NOT NULL,
+            trigger_key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (pipeline, trigger_key))",
+        "CREATE TABLE schedulers (
+            owner TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid BIGINT NOT NULL,
+            started_ms BIGINT NOT NULL,
+            heartbeat_ms BIGINT NOT NULL,
+            stopped BIGINT NOT NULL)",
+        "CREATE TABLE backfills (
+            backfill_id TEXT PRIMARY KEY,
+            pipeline TEXT NOT NULL,
+            start_date TEXT NOT NULL,
+            end_date TEXT NOT NULL,
+            next_date TEXT NOT NULL,
+            max_parallel BIGINT NOT NULL,
+            params TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_ms BIGINT NOT NULL)",
+        "CREATE TABLE pools (
+            name TEXT PRIMARY KEY,
+            slots BIGINT NOT NULL,
+            description TEXT)",
+        "CREATE TABLE pool_slots (
+            pool TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            acquired_ms BIGINT NOT NULL,
+            PRIMARY KEY (run_id, task_id))",
+        "CREATE TABLE api_tokens (
+            token_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            secret_hash TEXT NOT NULL UNIQUE,
+            created_ms BIGINT NOT NULL,
+            revoked BIGINT NOT NULL)",
+    ],
+)];
+
 /// The state store over SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStateStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
+    pub(crate) postgres: bool,
 }
 
 /// The canonical text of a parameter map, used to find earlier runs with
@@ -434,7 +548,7 @@ pub fn params_key(params: &BTreeMap<String, String>) -> String {
     serde_json::to_string(params).unwrap_or_default()
 }
 
-fn run_from(row: &AnyRow) -> Result<RunRecord> {
+pub(crate) fn run_from(row: &AnyRow) -> Result<RunRecord> {
     let params: String = row.try_get("params").map_err(db("read run"))?;
     let state: String = row.try_get("state").map_err(db("read run"))?;
     Ok(RunRecord {
@@ -450,11 +564,19 @@ fn run_from(row: &AnyRow) -> Result<RunRecord> {
         started_ms: row.try_get("started_ms").map_err(db("read run"))?,
         ended_ms: row.try_get("ended_ms").map_err(db("read run"))?,
         error: row.try_get("error").map_err(db("read run"))?,
+        owner: row.try_get("owner").map_err(db("read run"))?,
+        lease_until_ms: row.try_get("lease_until_ms").map_err(db("read run"))?,
+        cancel_requested: row
+            .try_get::<i64, _>("cancel_requested")
+            .map_err(db("read run"))?
+            != 0,
+        dedup_key: row.try_get("dedup_key").map_err(db("read run"))?,
+        backfill_id: row.try_get("backfill_id").map_err(db("read run"))?,
     })
 }
 
-const RUN_COLUMNS: &str =
-    "run_id, pipeline, params, state, trigger_kind, created_ms, started_ms, ended_ms, error";
+pub(crate) const RUN_COLUMNS: &str = "run_id, pipeline, params, state, trigger_kind, created_ms, \
+     started_ms, ended_ms, error, owner, lease_until_ms, cancel_requested, dedup_key, backfill_id";
 
 impl SqlStateStore {
     /// Open (and create or upgrade) the store at a `sqlite://` or
@@ -484,7 +606,10 @@ impl SqlStateStore {
             .connect(url)
             .await
             .map_err(db(format!("cannot open {}", redact(url))))?;
-        let me = Self { pool };
+        let me = Self {
+            pool,
+            postgres: !is_sqlite,
+        };
         me.migrate().await?;
         Ok(me)
     }
@@ -494,24 +619,46 @@ impl SqlStateStore {
         Self::connect("sqlite::memory:").await
     }
 
+    /// Create or upgrade the schema, one process at a time: PostgreSQL
+    /// takes an advisory lock, SQLite the write lock of the first DDL.
     async fn migrate(&self) -> Result<()> {
+        let ctx = "upgrade schema";
+        let mut tx = self.pool.begin().await.map_err(db(ctx))?;
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7419004)")
+                .execute(&mut *tx)
+                .await
+                .map_err(db(ctx))?;
+        }
         for ddl in DDL {
-            self.pool.execute(*ddl).await.map_err(db("create schema"))?;
+            tx.execute(*ddl).await.map_err(db(ctx))?;
         }
         let v: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM gridata_state_version")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db("read schema version"))?
             .try_get("v")
             .map_err(db("read schema version"))?;
-        if v.is_none() {
-            sqlx::query("INSERT INTO gridata_state_version (version) VALUES ($1)")
-                .bind(SCHEMA_VERSION)
-                .execute(&self.pool)
-                .await
-                .map_err(db("write schema version"))?;
+        let from = v.unwrap_or(1);
+        for (version, statements) in MIGRATIONS {
+            if *version > from {
+                for ddl in *statements {
+                    tx.execute(*ddl)
+                        .await
+                        .map_err(db(format!("upgrade schema to version {version}")))?;
+                }
+            }
         }
-        Ok(())
+        sqlx::query("DELETE FROM gridata_state_version")
+            .execute(&mut *tx)
+            .await
+            .map_err(db(ctx))?;
+        sqlx::query("INSERT INTO gridata_state_version (version) VALUES ($1)")
+            .bind(SCHEMA_VERSION)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("write schema version"))?;
+        tx.commit().await.map_err(db(ctx))
     }
 }
 
@@ -527,8 +674,9 @@ impl StateStore for SqlStateStore {
     async fn create_run(&self, run: &RunRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO runs (run_id, pipeline, params, params_key, state, trigger_kind,
-                created_ms, started_ms, ended_ms, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                created_ms, started_ms, ended_ms, error, owner, lease_until_ms, cancel_requested,
+                dedup_key, backfill_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&run.run_id)
         .bind(&run.pipeline)
@@ -540,6 +688,11 @@ impl StateStore for SqlStateStore {
         .bind(run.started_ms)
         .bind(run.ended_ms)
         .bind(run.error.as_deref())
+        .bind(run.owner.as_deref())
+        .bind(run.lease_until_ms)
+        .bind(i64::from(run.cancel_requested))
+        .bind(run.dedup_key.as_deref())
+        .bind(run.backfill_id.as_deref())
         .execute(&self.pool)
         .await
         .map_err(db(format!("create run {}", run.run_id)))?;
@@ -974,17 +1127,13 @@ mod tests {
         let run_id = format!("run-{nanos}");
         let params = BTreeMap::from([("date".to_string(), "2026-11-20".to_string())]);
         store
-            .create_run(&RunRecord {
-                run_id: run_id.clone(),
-                pipeline: "p".into(),
-                params: params.clone(),
-                state: RunState::Queued,
-                trigger: "manual".into(),
-                created_ms: 1,
-                started_ms: None,
-                ended_ms: None,
-                error: None,
-            })
+            .create_run(&RunRecord::queued(
+                run_id.clone(),
+                "p",
+                params.clone(),
+                "manual",
+                1,
+            ))
             .await
             .unwrap();
         store
@@ -1094,7 +1243,35 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_memory() {
-        suite(&SqlStateStore::memory().await.unwrap()).await;
+        let store = SqlStateStore::memory().await.unwrap();
+        suite(&store).await;
+        crate::sched::tests::suite(&store, "mem").await;
+    }
+
+    #[tokio::test]
+    async fn upgrades_a_version_1_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("v1.db").display());
+        {
+            install_default_drivers();
+            let pool = AnyPoolOptions::new().connect(&url).await.unwrap();
+            for ddl in DDL {
+                pool.execute(*ddl).await.unwrap();
+            }
+            pool.execute("INSERT INTO gridata_state_version (version) VALUES (1)")
+                .await
+                .unwrap();
+            pool.execute(
+                "INSERT INTO runs (run_id, pipeline, params, params_key, state, trigger_kind,
+                    created_ms) VALUES ('old', 'p', '{}', '{}', 'success', 'manual', 1)",
+            )
+            .await
+            .unwrap();
+        }
+        let store = SqlStateStore::connect(&url).await.unwrap();
+        let old = store.run("old").await.unwrap();
+        assert_eq!((old.owner, old.cancel_requested), (None, false));
+        crate::sched::tests::suite(&store, "v1").await;
     }
 
     #[tokio::test]
@@ -1113,6 +1290,12 @@ mod tests {
         let url = std::env::var("GRIDATA_TEST_PG_URL").expect(
             "GRIDATA_TEST_PG_URL is not set: this test needs PostgreSQL; run scripts/test.sh, which installs and starts it",
         );
-        suite(&SqlStateStore::connect(&url).await.unwrap()).await;
+        let store = SqlStateStore::connect(&url).await.unwrap();
+        suite(&store).await;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        crate::sched::tests::suite(&store, &format!("pg{nanos}")).await;
     }
 }
