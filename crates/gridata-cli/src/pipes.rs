@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
 use gridata_core::{Home, SystemClock};
 use gridata_pipeline::{Loaded, RunEvent, RunOptions, RunSummary, Runner};
-use gridata_state::{RunFilter, SqlStateStore, StateStore, TaskState};
+use gridata_state::{RunFilter, SqlStateStore, Store, TaskState};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// `gridata generate`.
@@ -168,7 +168,7 @@ pub fn print_generate(report: &gridata_gen::Report) {
 }
 
 /// Open the state store of a home.
-pub async fn state(home: &Home) -> Result<Arc<dyn StateStore>> {
+pub async fn state(home: &Home) -> Result<Arc<dyn Store>> {
     let url = home.state_url()?;
     Ok(Arc::new(SqlStateStore::connect(url.expose()).await?))
 }
@@ -221,7 +221,7 @@ pub async fn run_loaded(
         params,
         trigger: "manual".into(),
         events: Some(tx),
-        retry_delay_scale: None,
+        ..Default::default()
     };
     let id = loaded.pipeline.id.clone();
     let display = tokio::spawn(async move {

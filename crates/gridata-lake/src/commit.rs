@@ -487,6 +487,55 @@ impl Lake {
         Ok(())
     }
 
+    /// Settle what a pipeline task left in a table before its process
+    /// stopped: snapshots it staged but never published are discarded
+    /// with their files. Returns whether one of its snapshots is on the
+    /// main branch (it was published).
+    pub async fn settle_run_writes(
+        &self,
+        name: &TableName,
+        run_id: &str,
+        task_id: &str,
+    ) -> Result<bool> {
+        let table = self.load_table(name).await?;
+        let mine = |s: &iceberg::spec::Snapshot| {
+            let p = &s.summary().additional_properties;
+            p.get("gridata.run-id").map(String::as_str) == Some(run_id)
+                && p.get("gridata.task").map(String::as_str) == Some(task_id)
+        };
+        let mut on_main = std::collections::HashSet::new();
+        let mut next = table.metadata.current_snapshot_id();
+        while let Some(id) = next {
+            on_main.insert(id);
+            next = table
+                .metadata
+                .snapshot_by_id(id)
+                .and_then(|s| s.parent_snapshot_id());
+        }
+        let published = table
+            .metadata
+            .snapshots()
+            .any(|s| on_main.contains(&s.snapshot_id()) && mine(s));
+        let staged: Vec<i64> = table
+            .metadata
+            .snapshots()
+            .filter(|s| !on_main.contains(&s.snapshot_id()) && mine(s))
+            .map(|s| s.snapshot_id())
+            .collect();
+        for id in staged {
+            let added: Vec<String> = self
+                .live_files(&table, Some(id))
+                .await?
+                .into_iter()
+                .filter(|f| f.snapshot_id == id)
+                .map(|f| f.file.file_path().to_string())
+                .collect();
+            tracing::info!(table = %name, snapshot = id, files = added.len(), "discarding a staged snapshot left by an interrupted run");
+            self.discard(name, id, &added).await?;
+        }
+        Ok(published)
+    }
+
     async fn drop_staged(&self, name: &TableName, staged: i64) -> Result<()> {
         self.update(name, |t, _| async move {
             if t.metadata.snapshot_by_id(staged).is_none() {

@@ -22,4 +22,6 @@ pub mod template;
 pub use error::{Error, Problem, Result};
 pub use load::{Loaded, load_dir, load_file, load_str};
 pub use model::{Pipeline, TaskKind, json_schema};
-pub use run::{RunEvent, RunOptions, RunSummary, Runner};
+pub use run::{
+    ExecOptions, Lease, RunEvent, RunOptions, RunSummary, Runner, StopReason, StopSignal,
+};

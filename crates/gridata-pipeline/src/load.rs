@@ -41,6 +41,19 @@ impl Loaded {
             .collect()
     }
 
+    /// Tasks (transitively) downstream of `task`, in file order.
+    pub fn downstream(&self, task: &str) -> Vec<String> {
+        let Some(down) = self.downstream.get(task) else {
+            return vec![];
+        };
+        self.pipeline
+            .tasks
+            .iter()
+            .filter(|t| down.contains(&t.id))
+            .map(|t| t.id.clone())
+            .collect()
+    }
+
     /// Whether `up` is (transitively) upstream of `task`.
     pub fn is_upstream(&self, up: &str, task: &str) -> bool {
         self.downstream.get(up).is_some_and(|d| d.contains(task))

@@ -36,6 +36,10 @@ pub struct Pipeline {
     /// Tasks that may run at the same time within one run.
     #[serde(default = "default_max_active_tasks")]
     pub max_active_tasks: usize,
+    /// Runs of this pipeline that may be running at once, across all
+    /// schedulers. Default 16.
+    #[serde(default = "default_max_active_runs")]
+    pub max_active_runs: usize,
     /// Metadata of the tables the pipeline writes, by `namespace.table`.
     #[serde(default)]
     pub datasets: BTreeMap<String, Dataset>,
@@ -45,6 +49,10 @@ pub struct Pipeline {
 
 fn default_max_active_tasks() -> usize {
     4
+}
+
+fn default_max_active_runs() -> usize {
+    16
 }
 
 /// A parameter's type.
@@ -206,6 +214,10 @@ pub struct Task {
     /// Time limit of one attempt; default from `defaults`.
     #[serde(default)]
     pub timeout: Option<Dur>,
+    /// A pool (created with `gridata pool set`) whose slots limit how many
+    /// tasks run at once across all pipelines and schedulers.
+    #[serde(default)]
+    pub pool: Option<String>,
     /// Wait for files.
     #[serde(default)]
     pub sense: Option<tasks::sense::Sense>,

@@ -9,9 +9,16 @@
 //! - A staged table write is published only after every `quality` task
 //!   downstream of it passed; when the run fails, unpublished writes are
 //!   discarded and the tables stay at their pre-run snapshots.
+//! - A run is executed by the holder of its lease, renewed while it runs.
+//!   [`Runner::execute`] resumes any run: attempts left `running` by a
+//!   dead process are closed as interrupted and retried, staged snapshots
+//!   the run never published are discarded and their writes redone, and
+//!   succeeded tasks are kept (their staged outputs reloaded), so a
+//!   resumed run neither loses nor duplicates rows.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +28,7 @@ use gridata_core::{Clock, TableName, Zone};
 use gridata_engine::{Engine, LakeTableProvider};
 use gridata_lake::{CommitRequest, Lake};
 use gridata_state::{
-    CheckRecord, FileCounts, LogLine, RowCounts, RunRecord, RunState, StateStore, TaskState,
+    CheckRecord, FileCounts, LogLine, RowCounts, RunRecord, RunState, Store, TaskRecord, TaskState,
 };
 use gridata_storage::Storage;
 use tokio::sync::mpsc::UnboundedSender;
@@ -188,6 +195,99 @@ pub struct RunOptions {
     pub events: Option<UnboundedSender<RunEvent>>,
     /// Scale retry delays (tests use 0).
     pub retry_delay_scale: Option<f64>,
+    /// Makes triggering idempotent: a second request with the same key
+    /// starts no run.
+    pub dedup_key: Option<String>,
+    /// The backfill asking for the run.
+    pub backfill_id: Option<String>,
+    /// Resolve `today`/`yesterday` defaults at this time instead of now
+    /// (a cron run's scheduled time).
+    pub logical_ms: Option<i64>,
+}
+
+/// A lease on a run: the owner renews it while executing.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// Who holds it: a scheduler or a CLI process.
+    pub owner: String,
+    /// It lapses this long after the last renewal.
+    pub ttl: Duration,
+}
+
+impl Lease {
+    /// A lease for this process, for runs started from the command line.
+    pub fn local(ttl: Duration) -> Self {
+        Self {
+            owner: format!("cli-{}-{}", std::process::id(), uuid::Uuid::now_v7()),
+            ttl,
+        }
+    }
+}
+
+/// Why an executing run must stop early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A user cancelled it.
+    Cancel,
+    /// Shutting down: start no new task, hand the run back when the
+    /// running ones end.
+    Drain,
+    /// Shutting down now: interrupt tasks and hand the run back.
+    HandBack,
+    /// Another process owns the run now: stop without writing.
+    LeaseLost,
+}
+
+/// Asks an executing run to stop. Cloned handles share the signal; the
+/// strongest reason wins.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<(AtomicU8, tokio::sync::Notify)>);
+
+impl StopSignal {
+    /// Ask the run to stop.
+    pub fn stop(&self, reason: StopReason) {
+        let code = match reason {
+            StopReason::Drain => 1,
+            StopReason::HandBack => 2,
+            StopReason::Cancel => 3,
+            StopReason::LeaseLost => 4,
+        };
+        self.0.0.fetch_max(code, Ordering::SeqCst);
+        self.0.1.notify_waiters();
+    }
+
+    /// The reason given, if any.
+    pub fn reason(&self) -> Option<StopReason> {
+        match self.0.0.load(Ordering::SeqCst) {
+            1 => Some(StopReason::Drain),
+            2 => Some(StopReason::HandBack),
+            3 => Some(StopReason::Cancel),
+            4 => Some(StopReason::LeaseLost),
+            _ => None,
+        }
+    }
+
+    /// Resolves when a stop is asked (or after a short wait, so a signal
+    /// given between checks is never missed for long).
+    async fn changed(&self) {
+        tokio::select! {
+            _ = self.0.1.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// How [`Runner::execute`] runs.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Progress events.
+    pub events: Option<UnboundedSender<RunEvent>>,
+    /// Scale retry delays (tests use 0).
+    pub retry_delay_scale: Option<f64>,
+    /// The lease to renew; none for tests that own the store alone.
+    pub lease: Option<Lease>,
+    /// Stops the run early.
+    pub stop: StopSignal,
 }
 
 /// The result of a run, as stored.
@@ -207,7 +307,7 @@ pub struct RunSummary {
 #[derive(Clone)]
 pub struct Runner {
     lake: Lake,
-    state: Arc<dyn StateStore>,
+    state: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     home: PathBuf,
 }
@@ -224,10 +324,11 @@ struct Shared {
     params: BTreeMap<String, String>,
     vars: BTreeMap<String, String>,
     lake: Lake,
-    state: Arc<dyn StateStore>,
+    state: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     home: PathBuf,
     outputs: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+    output_files: Mutex<HashMap<String, String>>,
     staged: Mutex<Vec<StagedWrite>>,
     published: Mutex<Vec<String>>,
     landed: tokio::sync::Mutex<HashMap<String, crate::landing::Landed>>,
@@ -342,6 +443,17 @@ impl TaskCtx {
             .insert(self.task_id.clone(), provider);
     }
 
+    /// Set the task's output, kept in a staged Parquet file so a resumed
+    /// run can reload it.
+    pub fn set_output_file(&self, provider: Arc<dyn TableProvider>, uri: &str) {
+        self.set_output(provider);
+        self.shared
+            .output_files
+            .lock()
+            .expect("outputs")
+            .insert(self.task_id.clone(), uri.to_string());
+    }
+
     /// An upstream task's output as a DataFrame in `engine`.
     pub fn task_frame(
         &self,
@@ -443,13 +555,13 @@ impl TaskCtx {
         Ok(df.into_view())
     }
 
-    /// Compute a frame into a staged Parquet file.
+    /// Compute a frame into a staged Parquet file; returns its row count
+    /// and URI.
     pub async fn materialize(
         &self,
-        engine: &Engine,
         df: DataFrame,
         name: &str,
-    ) -> std::result::Result<(u64, Arc<dyn TableProvider>), TaskError> {
+    ) -> std::result::Result<(u64, String), TaskError> {
         use futures::StreamExt;
         let uri = self.staging_uri(&format!("{name}.parquet"));
         let schema = Arc::new(df.schema().as_arrow().clone());
@@ -468,7 +580,7 @@ impl TaskCtx {
             .upload(self.storage())
             .await
             .map_err(TaskError::retryable)?;
-        Ok((rows, self.parquet_view(engine, &uri).await?))
+        Ok((rows, uri))
     }
 
     /// The URI of `rel` in `zone`, or in `archive` when it was archived.
@@ -667,14 +779,19 @@ fn glob(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// How a run's execution ended, before it is recorded.
+enum Outcome {
+    /// Every task succeeded.
+    Success,
+    /// A task failed or the run timed out.
+    Failed(String),
+    /// Stopped early.
+    Stopped(StopReason),
+}
+
 impl Runner {
     /// A runner over a lake and a state store.
-    pub fn new(
-        lake: Lake,
-        state: Arc<dyn StateStore>,
-        clock: Arc<dyn Clock>,
-        home: PathBuf,
-    ) -> Self {
+    pub fn new(lake: Lake, state: Arc<dyn Store>, clock: Arc<dyn Clock>, home: PathBuf) -> Self {
         Self {
             lake,
             state,
@@ -684,82 +801,255 @@ impl Runner {
     }
 
     /// The state store.
-    pub fn state(&self) -> &Arc<dyn StateStore> {
+    pub fn state(&self) -> &Arc<dyn Store> {
         &self.state
     }
 
-    /// Run a validated pipeline to its end.
-    pub async fn run(&self, pipeline: Arc<Loaded>, opts: RunOptions) -> Result<RunSummary> {
+    /// The lake.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// A new run record with resolved parameters (not yet stored).
+    pub fn new_run(&self, pipeline: &Loaded, opts: &RunOptions) -> Result<RunRecord> {
         let p = &pipeline.pipeline;
-        let params = crate::load::resolve_params(p, &opts.params, self.clock.now_ms())?;
-        let run_id = uuid::Uuid::now_v7().to_string();
         let now = self.clock.now_ms();
-        self.state
-            .create_run(&RunRecord {
-                run_id: run_id.clone(),
-                pipeline: p.id.clone(),
-                params: params.clone(),
-                state: RunState::Running,
-                trigger: if opts.trigger.is_empty() {
-                    "manual".into()
-                } else {
-                    opts.trigger.clone()
-                },
-                created_ms: now,
-                started_ms: Some(now),
-                ended_ms: None,
-                error: None,
-            })
-            .await?;
-        let mut vars = params.clone();
-        vars.insert("run_id".into(), run_id.clone());
+        let params = crate::load::resolve_params(p, &opts.params, opts.logical_ms.unwrap_or(now))?;
+        let trigger = if opts.trigger.is_empty() {
+            "manual"
+        } else {
+            &opts.trigger
+        };
+        let mut run = RunRecord::queued(
+            uuid::Uuid::now_v7().to_string(),
+            &p.id,
+            params,
+            trigger,
+            now,
+        );
+        run.dedup_key = opts.dedup_key.clone();
+        run.backfill_id = opts.backfill_id.clone();
+        Ok(run)
+    }
+
+    /// Queue a run for a scheduler. Returns `None` when a run with the
+    /// same dedup key exists.
+    pub async fn enqueue(&self, pipeline: &Loaded, opts: &RunOptions) -> Result<Option<RunRecord>> {
+        let run = self.new_run(pipeline, opts)?;
+        Ok(self.state.enqueue_run(&run).await?.then_some(run))
+    }
+
+    /// Run a validated pipeline to its end in this process, holding a
+    /// lease on it so that a scheduler resumes it if this process dies.
+    pub async fn run(&self, pipeline: Arc<Loaded>, opts: RunOptions) -> Result<RunSummary> {
+        let lease = Lease::local(Duration::from_secs(30));
+        let mut run = self.new_run(&pipeline, &opts)?;
+        let now = self.clock.now_ms();
+        run.state = RunState::Running;
+        run.started_ms = Some(now);
+        run.owner = Some(lease.owner.clone());
+        run.lease_until_ms = Some(now + lease.ttl.as_millis() as i64);
+        if !self.state.enqueue_run(&run).await? {
+            return Err(Error::Internal(format!(
+                "a run with key '{}' exists",
+                run.dedup_key.unwrap_or_default()
+            )));
+        }
+        let exec = ExecOptions {
+            events: opts.events,
+            retry_delay_scale: opts.retry_delay_scale,
+            lease: Some(lease),
+            stop: StopSignal::default(),
+        };
+        self.execute(pipeline, &run.run_id, &exec).await
+    }
+
+    /// Execute a run this process owns, from wherever it stopped, to its
+    /// end or until `opts.stop` fires.
+    pub async fn execute(
+        &self,
+        pipeline: Arc<Loaded>,
+        run_id: &str,
+        opts: &ExecOptions,
+    ) -> Result<RunSummary> {
+        let p = &pipeline.pipeline;
+        let record = self.state.run(run_id).await?;
+        let started = record.started_ms.unwrap_or(record.created_ms);
+        let mut vars = record.params.clone();
+        vars.insert("run_id".into(), run_id.to_string());
         vars.insert("pipeline".into(), p.id.clone());
         vars.insert(
             "run_started_at".into(),
-            chrono::DateTime::from_timestamp_millis(now)
+            chrono::DateTime::from_timestamp_millis(started)
                 .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S%.3f").to_string())
                 .unwrap_or_default(),
         );
         let shared = Arc::new(Shared {
-            run_id: run_id.clone(),
+            run_id: run_id.to_string(),
             pipeline: pipeline.clone(),
-            params,
+            params: record.params.clone(),
             vars,
             lake: self.lake.clone(),
             state: self.state.clone(),
             clock: self.clock.clone(),
             home: self.home.clone(),
             outputs: Mutex::new(HashMap::new()),
+            output_files: Mutex::new(HashMap::new()),
             staged: Mutex::new(Vec::new()),
             published: Mutex::new(Vec::new()),
             landed: tokio::sync::Mutex::new(HashMap::new()),
         });
-        let emit = |e: RunEvent| {
-            if let Some(tx) = &opts.events {
-                let _ = tx.send(e);
-            }
-        };
-        emit(RunEvent::RunStarted {
-            run_id: run_id.clone(),
-            tasks: p.tasks.iter().map(|t| t.id.clone()).collect(),
-        });
-        for t in &p.tasks {
+        if record.state != RunState::Running {
             self.state
-                .set_task_state(&run_id, &t.id, TaskState::Queued, now, None)
+                .set_run_state(run_id, RunState::Running, self.clock.now_ms(), None)
                 .await?;
         }
-        let outcome = tokio::time::timeout(
-            p.defaults.run_timeout.0,
-            self.execute(shared.clone(), &opts),
-        )
+        if let Some(tx) = &opts.events {
+            let _ = tx.send(RunEvent::RunStarted {
+                run_id: run_id.to_string(),
+                tasks: p.tasks.iter().map(|t| t.id.clone()).collect(),
+            });
+        }
+        let heartbeat = opts
+            .lease
+            .clone()
+            .map(|lease| self.spawn_heartbeat(run_id.to_string(), lease, opts.stop.clone()));
+        if record.cancel_requested {
+            opts.stop.stop(StopReason::Cancel);
+        }
+        let elapsed = Duration::from_millis((self.clock.now_ms() - started).max(0) as u64);
+        let budget = p.defaults.run_timeout.0.saturating_sub(elapsed);
+        let outcome = async {
+            let states = self.recover(&shared).await?;
+            match tokio::time::timeout(budget, self.schedule(shared.clone(), states, opts)).await {
+                Ok(r) => r,
+                Err(_) => Ok(Outcome::Failed(format!(
+                    "run timed out after {}",
+                    p.defaults.run_timeout
+                ))),
+            }
+        }
         .await;
-        let error = match outcome {
-            Ok(Ok(None)) => None,
-            Ok(Ok(Some(e))) => Some(e),
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("run timed out after {}", p.defaults.run_timeout)),
+        if let Some(h) = heartbeat {
+            h.abort();
+        }
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => Outcome::Failed(e.to_string()),
         };
-        // Unpublished writes are never seen by readers: drop them.
+        self.finish(&shared, outcome, opts).await?;
+        Ok(RunSummary {
+            run: self.state.run(run_id).await?,
+            tasks: self.state.tasks(run_id).await?,
+            files: self.state.file_counts(run_id).await?,
+            checks: self.state.checks(run_id).await?,
+        })
+    }
+
+    fn spawn_heartbeat(
+        &self,
+        run_id: String,
+        lease: Lease,
+        stop: StopSignal,
+    ) -> tokio::task::JoinHandle<()> {
+        let state = self.state.clone();
+        let clock = self.clock.clone();
+        let every = (lease.ttl / 4).min(Duration::from_secs(1));
+        let ttl = lease.ttl.as_millis() as i64;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match state
+                    .heartbeat_run(&run_id, &lease.owner, clock.now_ms(), ttl)
+                    .await
+                {
+                    Ok(hb) if !hb.owned => {
+                        tracing::warn!(run = %run_id, owner = %lease.owner, "lease lost; stopping");
+                        stop.stop(StopReason::LeaseLost);
+                        return;
+                    }
+                    Ok(hb) if hb.cancel_requested => stop.stop(StopReason::Cancel),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(run = %run_id, error = %e, "lease renewal failed"),
+                }
+            }
+        })
+    }
+
+    /// Record how the run ended: publish nothing more, discard what was
+    /// staged (unless handing back), and set the run's state.
+    async fn finish(
+        &self,
+        shared: &Arc<Shared>,
+        outcome: Outcome,
+        opts: &ExecOptions,
+    ) -> Result<()> {
+        let run_id = &shared.run_id;
+        let now = self.clock.now_ms();
+        match outcome {
+            Outcome::Stopped(StopReason::LeaseLost) => return Ok(()),
+            Outcome::Stopped(StopReason::Drain | StopReason::HandBack) => {
+                // Tasks that were interrupted are closed by whoever resumes.
+                if let Some(lease) = &opts.lease {
+                    self.state.release_run(run_id, &lease.owner).await?;
+                }
+                tracing::info!(run = %run_id, "run handed back");
+                return Ok(());
+            }
+            _ => {}
+        }
+        self.discard_staged(shared).await;
+        self.state.release_slots(run_id, None).await?;
+        let (state, error) = match outcome {
+            Outcome::Success => {
+                self.cleanup_staging(run_id).await;
+                (RunState::Success, None)
+            }
+            Outcome::Failed(e) => (RunState::Failed, Some(e)),
+            Outcome::Stopped(_) => {
+                for t in self.state.tasks(run_id).await? {
+                    if !t.state.is_terminal() {
+                        if t.state == TaskState::Running {
+                            self.state
+                                .finish_attempt(
+                                    run_id,
+                                    &t.task_id,
+                                    t.attempts.max(1),
+                                    TaskState::Failed,
+                                    now,
+                                    Some("run cancelled"),
+                                    RowCounts::default(),
+                                    None,
+                                )
+                                .await?;
+                        } else {
+                            self.state
+                                .set_task_state(
+                                    run_id,
+                                    &t.task_id,
+                                    TaskState::Skipped,
+                                    now,
+                                    Some("run cancelled"),
+                                )
+                                .await?;
+                        }
+                    }
+                }
+                (RunState::Cancelled, Some("cancelled by a user".to_string()))
+            }
+        };
+        self.state
+            .set_run_state(run_id, state, now, error.as_deref())
+            .await?;
+        Ok(())
+    }
+
+    async fn discard_staged(&self, shared: &Arc<Shared>) {
         let leftover: Vec<StagedWrite> =
             std::mem::take(&mut *shared.staged.lock().expect("staged"));
         for w in leftover {
@@ -769,24 +1059,6 @@ impl Runner {
                 tracing::info!(table = %w.table, snapshot = w.snapshot_id, "staged snapshot discarded");
             }
         }
-        let end = self.clock.now_ms();
-        let state = if error.is_none() {
-            RunState::Success
-        } else {
-            RunState::Failed
-        };
-        if state == RunState::Success {
-            self.cleanup_staging(&run_id).await;
-        }
-        self.state
-            .set_run_state(&run_id, state, end, error.as_deref())
-            .await?;
-        Ok(RunSummary {
-            run: self.state.run(&run_id).await?,
-            tasks: self.state.tasks(&run_id).await?,
-            files: self.state.file_counts(&run_id).await?,
-            checks: self.state.checks(&run_id).await?,
-        })
     }
 
     async fn cleanup_staging(&self, run_id: &str) {
@@ -802,19 +1074,175 @@ impl Runner {
         }
     }
 
-    /// Run the DAG. Returns the first failure's message, if any.
-    async fn execute(&self, shared: Arc<Shared>, opts: &RunOptions) -> Result<Option<String>> {
+    /// Bring a run's recorded state to where execution can go on; returns
+    /// each task's state.
+    async fn recover(&self, shared: &Arc<Shared>) -> Result<HashMap<String, TaskState>> {
+        let loaded = shared.pipeline.clone();
+        let p = &loaded.pipeline;
+        let run_id = shared.run_id.as_str();
+        let now = self.clock.now_ms();
+        let records: HashMap<String, TaskRecord> = self
+            .state
+            .tasks(run_id)
+            .await?
+            .into_iter()
+            .map(|t| (t.task_id.clone(), t))
+            .collect();
+        let mut states: HashMap<String, TaskState> = HashMap::new();
+        for t in &p.tasks {
+            let state = match records.get(&t.id) {
+                None => {
+                    self.state
+                        .set_task_state(run_id, &t.id, TaskState::Queued, now, None)
+                        .await?;
+                    TaskState::Queued
+                }
+                Some(r) if r.state == TaskState::Running => {
+                    let msg = "interrupted: the process running it stopped; retrying";
+                    tracing::warn!(run = run_id, task = %t.id, attempt = r.attempts, "{msg}");
+                    self.state
+                        .finish_attempt(
+                            run_id,
+                            &t.id,
+                            r.attempts.max(1),
+                            TaskState::Failed,
+                            now,
+                            Some(msg),
+                            RowCounts::default(),
+                            None,
+                        )
+                        .await?;
+                    TaskState::Queued
+                }
+                Some(r) if r.state == TaskState::UpForRetry => TaskState::Queued,
+                Some(r) => r.state,
+            };
+            states.insert(t.id.clone(), state);
+        }
+        self.state.release_slots(run_id, None).await?;
+        let mut reset: Vec<String> = Vec::new();
+        // Writes: keep published ones, discard what was only staged.
+        for t in &p.tasks {
+            let TaskKind::Write(w) = t.kind() else {
+                continue;
+            };
+            let table = template::render(&w.table, &shared.vars)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            let name = TableName::parse(&table).map_err(|e| Error::Internal(e.to_string()))?;
+            let published = match self.lake.load_table(&name).await {
+                Ok(_) => self
+                    .lake
+                    .settle_run_writes(&name, run_id, &t.id)
+                    .await
+                    .map_err(|e| Error::Publish {
+                        table: table.clone(),
+                        reason: e.to_string(),
+                    })?,
+                Err(_) => false,
+            };
+            if states[&t.id] == TaskState::Success && !published {
+                let output = records.get(&t.id).and_then(|r| r.output.clone());
+                let wrote = output
+                    .as_deref()
+                    .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+                    .and_then(|v| v.get("staged_snapshot").cloned())
+                    .is_some();
+                if wrote {
+                    reset.push(t.id.clone());
+                    reset.extend(loaded.downstream(&t.id));
+                }
+            }
+        }
+        // Outputs that unfinished tasks need: reload or recompute.
+        let needed = |id: &str, states: &HashMap<String, TaskState>| {
+            loaded
+                .downstream(id)
+                .iter()
+                .any(|d| states[d] != TaskState::Success)
+        };
+        for id in &reset {
+            states.insert(id.clone(), TaskState::Queued);
+        }
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for t in &p.tasks {
+                if states[&t.id] != TaskState::Success
+                    || !matches!(t.kind(), TaskKind::Sql(_) | TaskKind::ValidateRows(_))
+                    || !needed(&t.id, &states)
+                    || shared.outputs.lock().expect("outputs").contains_key(&t.id)
+                {
+                    continue;
+                }
+                let file = records
+                    .get(&t.id)
+                    .and_then(|r| r.output.as_deref())
+                    .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+                    .and_then(|v| v.get("staged_output")?.as_str().map(String::from));
+                let restored = match file {
+                    Some(uri) if self.lake.storage().exists(&uri).await.unwrap_or(false) => {
+                        let engine = Engine::new(self.lake.clone())
+                            .await
+                            .map_err(|e| Error::Internal(e.to_string()))?;
+                        let df = engine
+                            .context()
+                            .read_parquet(uri.as_str(), ParquetReadOptions::default())
+                            .await
+                            .map_err(|e| Error::Internal(format!("{uri}: {e}")))?;
+                        shared
+                            .outputs
+                            .lock()
+                            .expect("outputs")
+                            .insert(t.id.clone(), df.into_view());
+                        true
+                    }
+                    _ => false,
+                };
+                if !restored {
+                    states.insert(t.id.clone(), TaskState::Queued);
+                    reset.push(t.id.clone());
+                    changed = true;
+                }
+            }
+        }
+        reset.sort();
+        reset.dedup();
+        for id in &reset {
+            tracing::info!(run = run_id, task = %id, "task will run again");
+            self.state
+                .set_task_state(run_id, id, TaskState::Queued, now, None)
+                .await?;
+        }
+        Ok(states)
+    }
+
+    /// Run the DAG from the given states.
+    async fn schedule(
+        &self,
+        shared: Arc<Shared>,
+        mut states: HashMap<String, TaskState>,
+        opts: &ExecOptions,
+    ) -> Result<Outcome> {
         let loaded = shared.pipeline.clone();
         let p = &loaded.pipeline;
         let run_id = shared.run_id.clone();
-        let mut states: HashMap<String, TaskState> = p
-            .tasks
-            .iter()
-            .map(|t| (t.id.clone(), TaskState::Queued))
+        let attempts: HashMap<String, u32> = self
+            .state
+            .tasks(&run_id)
+            .await?
+            .into_iter()
+            .map(|t| (t.task_id, t.attempts))
             .collect();
         let mut running: JoinSet<(String, std::result::Result<(), String>)> = JoinSet::new();
         let mut first_error: Option<String> = None;
         loop {
+            if let Some(reason) = opts.stop.reason()
+                && reason != StopReason::Drain
+            {
+                running.abort_all();
+                while running.join_next().await.is_some() {}
+                return Ok(Outcome::Stopped(reason));
+            }
             // Mark tasks whose upstream failed.
             let mut changed = true;
             while changed {
@@ -851,9 +1279,10 @@ impl Runner {
                     }
                 }
             }
-            // Start ready tasks, in file order.
+            // Start ready tasks, in file order, unless draining.
+            let draining = opts.stop.reason() == Some(StopReason::Drain);
             for t in &p.tasks {
-                if running.len() >= p.max_active_tasks.max(1) {
+                if draining || running.len() >= p.max_active_tasks.max(1) {
                     break;
                 }
                 if states[&t.id] != TaskState::Queued
@@ -866,12 +1295,23 @@ impl Runner {
                 let shared = shared.clone();
                 let task = t.clone();
                 let opts = opts.clone();
+                let first = attempts.get(&t.id).copied().unwrap_or(0) + 1;
                 running.spawn(async move {
-                    let r = me.run_task(shared, &task, &opts).await;
+                    let r = me.run_task(shared, &task, &opts, first).await;
                     (task.id.clone(), r)
                 });
             }
-            let Some(done) = running.join_next().await else {
+            if running.is_empty() {
+                if draining && states.values().any(|s| *s == TaskState::Queued) {
+                    return Ok(Outcome::Stopped(StopReason::Drain));
+                }
+                break;
+            }
+            let done = tokio::select! {
+                done = running.join_next() => done,
+                _ = opts.stop.changed() => continue,
+            };
+            let Some(done) = done else {
                 break;
             };
             let (task_id, r) = done.map_err(|e| Error::Internal(e.to_string()))?;
@@ -888,22 +1328,22 @@ impl Runner {
                 }
             }
         }
-        if first_error.is_none() {
-            // Everything passed: publish what is left.
-            let all: HashMap<String, TaskState> = states
-                .keys()
-                .map(|k| (k.clone(), TaskState::Success))
-                .collect();
-            self.publish_ready(&shared, &all, opts).await?;
+        if let Some(e) = first_error {
+            return Ok(Outcome::Failed(e));
         }
-        Ok(first_error)
+        if let Some(t) = states.iter().find(|(_, s)| **s != TaskState::Success) {
+            return Ok(Outcome::Failed(format!("task '{}' is {}", t.0, t.1)));
+        }
+        // Everything passed: publish what is left.
+        self.publish_ready(&shared, &states, opts).await?;
+        Ok(Outcome::Success)
     }
 
     async fn publish_ready(
         &self,
         shared: &Arc<Shared>,
         states: &HashMap<String, TaskState>,
-        opts: &RunOptions,
+        opts: &ExecOptions,
     ) -> Result<()> {
         let ready: Vec<StagedWrite> = {
             let staged = shared.staged.lock().expect("staged");
@@ -950,12 +1390,46 @@ impl Runner {
         Ok(())
     }
 
-    /// One task with its retries. Returns the final error message.
+    /// Wait for a slot of the task's pool.
+    async fn take_slot(
+        &self,
+        pool: &str,
+        run_id: &str,
+        task_id: &str,
+    ) -> std::result::Result<(), String> {
+        let mut waited = false;
+        loop {
+            match self
+                .state
+                .acquire_slot(pool, run_id, task_id, self.clock.now_ms())
+                .await
+            {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    if !waited {
+                        tracing::info!(
+                            run = run_id,
+                            task = task_id,
+                            pool,
+                            "waiting for a pool slot"
+                        );
+                        waited = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// One task with its retries, from attempt `first`. Returns the final
+    /// error message.
     async fn run_task(
         &self,
         shared: Arc<Shared>,
         task: &Task,
-        opts: &RunOptions,
+        opts: &ExecOptions,
+        first: u32,
     ) -> std::result::Result<(), String> {
         let p = &shared.pipeline.pipeline;
         let retries = task.retries.unwrap_or(p.defaults.retries);
@@ -964,9 +1438,13 @@ impl Runner {
         let run_id = shared.run_id.clone();
         let started = Instant::now();
         let kind = task.kind();
-        let mut attempt = 0u32;
+        let mut attempt = first - 1;
+        let mut failures = 0u32;
         loop {
             attempt += 1;
+            if let Some(pool) = &task.pool {
+                self.take_slot(pool, &run_id, &task.id).await?;
+            }
             let now = self.clock.now_ms();
             if let Err(e) = self
                 .state
@@ -994,11 +1472,19 @@ impl Runner {
                     crate::model::Dur(timeout)
                 ))),
             };
+            if task.pool.is_some() {
+                let _ = self.state.release_slots(&run_id, Some(&task.id)).await;
+            }
             let logs = std::mem::take(&mut *ctx.logs.lock().expect("logs"));
             let _ = self.state.append_logs(&run_id, &logs).await;
             let end = self.clock.now_ms();
             match outcome {
-                Ok(result) => {
+                Ok(mut result) => {
+                    if let Some(uri) = shared.output_files.lock().expect("outputs").get(&task.id)
+                        && let Some(o) = result.output.as_object_mut()
+                    {
+                        o.insert("staged_output".into(), uri.clone().into());
+                    }
                     let files: Vec<FileCounts> = result.files.values().cloned().collect();
                     let record = async {
                         self.state
@@ -1031,8 +1517,9 @@ impl Runner {
                     return Ok(());
                 }
                 Err(e) => {
+                    failures += 1;
                     let message = format!("{}: {}", kind.name(), e.message);
-                    let last = !e.retryable || attempt > retries;
+                    let last = !e.retryable || failures > retries;
                     let state = if last {
                         TaskState::Failed
                     } else {
@@ -1081,7 +1568,7 @@ impl Runner {
                         base,
                         p.defaults.retry_backoff,
                         p.defaults.max_retry_delay.0,
-                        attempt,
+                        failures,
                     )
                     .mul_f64(opts.retry_delay_scale.unwrap_or(1.0));
                     if let Some(tx) = &opts.events {

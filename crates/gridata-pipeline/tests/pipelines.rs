@@ -9,7 +9,9 @@ use std::sync::Arc;
 use gridata_core::{Home, SystemClock, TableName};
 use gridata_engine::Engine;
 use gridata_lake::Lake;
-use gridata_pipeline::{Loaded, RunOptions, RunSummary, Runner, load_str, shipped};
+use gridata_pipeline::{
+    ExecOptions, Loaded, RunEvent, RunOptions, RunSummary, Runner, load_str, shipped,
+};
 use gridata_state::{RunState, SqlStateStore, TaskState};
 
 struct Env {
@@ -87,8 +89,8 @@ async fn run(env: &Env, p: Arc<Loaded>, date: &str) -> RunSummary {
             RunOptions {
                 params,
                 trigger: "test".into(),
-                events: None,
                 retry_delay_scale: Some(0.0),
+                ..Default::default()
             },
         )
         .await
@@ -254,6 +256,126 @@ async fn rows_are_conserved_on_generated_defects_and_reruns_are_idempotent() {
     )
     .await;
     assert_eq!(days, 2, "the other day's partition is kept");
+}
+
+/// Start a run, kill it (drop its future, as a crash would) right after
+/// `cut` finished, then resume it as another process would.
+async fn interrupted_then_resumed(env: &Env, p: Arc<Loaded>, date: &str, cut: &str) -> RunSummary {
+    let opts = RunOptions {
+        params: BTreeMap::from([("date".to_string(), date.to_string())]),
+        trigger: "test".into(),
+        retry_delay_scale: Some(0.0),
+        ..Default::default()
+    };
+    let run = env.runner.enqueue(&p, &opts).await.unwrap().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = ExecOptions {
+        events: Some(tx),
+        retry_delay_scale: Some(0.0),
+        ..Default::default()
+    };
+    let (runner, p2, id) = (env.runner.clone(), p.clone(), run.run_id.clone());
+    let handle = tokio::spawn(async move { runner.execute(p2, &id, &exec).await });
+    while let Some(e) = rx.recv().await {
+        if let RunEvent::TaskFinished { task_id, .. } = e
+            && task_id == cut
+        {
+            break;
+        }
+    }
+    handle.abort();
+    let _ = handle.await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mid = env.runner.state().run(&run.run_id).await.unwrap();
+    assert_eq!(mid.state, RunState::Running, "killed mid-run after {cut}");
+    let resumed = env
+        .runner
+        .execute(
+            p,
+            &run.run_id,
+            &ExecOptions {
+                retry_delay_scale: Some(0.0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        resumed.run.state,
+        RunState::Success,
+        "resumed after {cut}: {:?}",
+        resumed.run.error
+    );
+    resumed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_anywhere_resumes_without_losing_or_duplicating_rows() {
+    let env = env().await;
+    generate(&env, 1_200, 2, 0.05).await;
+    load_day(&env, "2026-11-19", true).await;
+    let orders = shipped_pipeline("ecommerce_orders");
+    const CONTENT: &str = "SELECT order_id, customer_id, order_total, status, _source_line \
+                           FROM ecommerce.orders ORDER BY order_id";
+    let dump = || async {
+        let engine = Engine::new(env.lake.clone()).await.unwrap();
+        let (_, b) = engine.query(CONTENT).await.unwrap();
+        arrow::util::pretty::pretty_format_batches(&b)
+            .unwrap()
+            .to_string()
+    };
+    // Killed after the write was staged, before its checks published it.
+    let s = interrupted_then_resumed(&env, orders.clone(), "2026-11-20", "write_orders").await;
+    // Its staged snapshot was discarded and the write done again.
+    let w = s.tasks.iter().find(|t| t.task_id == "write_orders").unwrap();
+    assert_eq!((w.state, w.attempts), (TaskState::Success, 2));
+    for f in &s.files {
+        assert_eq!(f.rows_read, f.rows_written + f.rows_rejected, "{f:?}");
+    }
+    let written: u64 = s
+        .files
+        .iter()
+        .filter(|f| f.source_file.ends_with("/orders.csv"))
+        .map(|f| f.rows_written)
+        .sum();
+    assert!(written > 0);
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM ecommerce.orders WHERE order_date = DATE '2026-11-20'"
+        )
+        .await as u64,
+        written
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) - count(DISTINCT order_id) FROM ecommerce.orders"
+        )
+        .await,
+        0
+    );
+    // No staged snapshot is left behind: every snapshot is on main.
+    let t = env
+        .lake
+        .load_table(&gridata_core::TableName::parse("ecommerce.orders").unwrap())
+        .await
+        .unwrap();
+    let mut on_main = 0;
+    let mut next = t.metadata.current_snapshot_id();
+    while let Some(id) = next {
+        on_main += 1;
+        next = t.metadata.snapshot_by_id(id).unwrap().parent_snapshot_id();
+    }
+    assert_eq!(t.metadata.snapshots().count(), on_main);
+    let after_resume = dump().await;
+    // A clean rerun gives the same table.
+    let clean = run(&env, orders.clone(), "2026-11-20").await;
+    assert_eq!(clean.run.state, RunState::Success);
+    assert_eq!(dump().await, after_resume);
+    // Killed after the raw files were archived: the resumed run finishes.
+    interrupted_then_resumed(&env, orders, "2026-11-20", "archive").await;
+    assert_eq!(dump().await, after_resume);
 }
 
 const GATED: &str = r#"

@@ -49,9 +49,9 @@ pub(crate) async fn run(cfg: &Sql, ctx: &TaskCtx) -> Result<TaskResult, TaskErro
         df.schema().fields().len()
     ));
     if cfg.materialize {
-        let (rows, provider) = ctx.materialize(&engine, df, "output").await?;
+        let (rows, uri) = ctx.materialize(df, "output").await?;
         result.rows.rows_out = rows;
-        ctx.set_output(provider);
+        ctx.set_output_file(ctx.parquet_view(&engine, &uri).await?, &uri);
     } else {
         ctx.set_output(df.into_view());
     }

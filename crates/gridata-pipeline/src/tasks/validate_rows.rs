@@ -522,7 +522,7 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             .unwrap_or_default()
     ));
     let provider = ctx.parquet_view(&engine, &staged).await?;
-    ctx.set_output(provider);
+    ctx.set_output_file(provider, &staged);
     // Lines quarantined while landing a raw input count as rows in too.
     let malformed = result.rows.rows_rejected;
     result.rows.rows_in = rows_in + malformed;
