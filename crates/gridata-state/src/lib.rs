@@ -319,6 +319,8 @@ pub struct RunFilter {
     pub pipeline: Option<String>,
     /// Only this state.
     pub state: Option<RunState>,
+    /// Only runs of this backfill.
+    pub backfill_id: Option<String>,
     /// At most this many (newest first); 0 means 50.
     pub limit: u32,
     /// Skip this many.
@@ -750,12 +752,14 @@ impl StateStore for SqlStateStore {
         let rows = sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM runs
              WHERE ($1 = '' OR pipeline = $1) AND ($2 = '' OR state = $2)
+                AND ($5 = '' OR backfill_id = $5)
              ORDER BY created_ms DESC, run_id DESC LIMIT $3 OFFSET $4"
         ))
         .bind(f.pipeline.as_deref().unwrap_or(""))
         .bind(f.state.map(|s| s.as_str()).unwrap_or(""))
         .bind(i64::from(limit))
         .bind(i64::from(f.offset))
+        .bind(f.backfill_id.as_deref().unwrap_or(""))
         .fetch_all(&self.pool)
         .await
         .map_err(db("list runs"))?;

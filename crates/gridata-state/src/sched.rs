@@ -220,7 +220,8 @@ impl SqlStateStore {
     }
 }
 
-const FILTER_SQL: &str = "($1 = '' OR pipeline = $1) AND ($2 = '' OR state = $2)";
+const FILTER_SQL: &str = "($1 = '' OR pipeline = $1) AND ($2 = '' OR state = $2) \
+     AND ($3 = '' OR backfill_id = $3)";
 
 fn backfill_from(r: &sqlx::any::AnyRow) -> Result<BackfillRecord> {
     let e = || db("read backfill");
@@ -520,6 +521,7 @@ impl SchedulerStore for SqlStateStore {
         ))
         .bind(f.pipeline.as_deref().unwrap_or(""))
         .bind(f.state.map(|s| s.as_str()).unwrap_or(""))
+        .bind(f.backfill_id.as_deref().unwrap_or(""))
         .fetch_one(&self.pool)
         .await
         .map_err(db("count runs"))?
