@@ -3,6 +3,7 @@
 mod demo;
 mod output;
 mod pipes;
+mod serve;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -66,6 +67,16 @@ enum Command {
     /// Runs recorded in the state store.
     #[command(subcommand)]
     Runs(pipes::RunsCmd),
+    /// Run the scheduler, the executor and the HTTP API in one process.
+    Serve(serve::ServeArgs),
+    /// API tokens with roles (viewer, operator, admin).
+    #[command(subcommand)]
+    Token(serve::TokenCmd),
+    /// Pools limiting concurrent tasks across pipelines and schedulers.
+    #[command(subcommand)]
+    Pool(serve::PoolCmd),
+    #[command(flatten)]
+    Control(serve::ControlCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -383,6 +394,10 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Table(cmd) => table_cmd(&cli, cmd).await?,
+        Command::Serve(args) => serve::serve(&open_home(&cli).await?, args).await?,
+        Command::Token(cmd) => serve::token_cmd(&open_home(&cli).await?, cmd).await?,
+        Command::Pool(cmd) => serve::pool_cmd(&open_home(&cli).await?, cmd).await?,
+        Command::Control(cmd) => serve::control(&open_home(&cli).await?, cmd).await?,
     }
     Ok(())
 }

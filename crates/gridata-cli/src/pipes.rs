@@ -483,9 +483,8 @@ pub async fn runs_cmd(home: &Home, cmd: &RunsCmd) -> Result<()> {
             let runs = store
                 .runs(&RunFilter {
                     pipeline: pipeline.clone(),
-                    state: None,
                     limit: *limit,
-                    offset: 0,
+                    ..Default::default()
                 })
                 .await?;
             let mut t = Table::new();

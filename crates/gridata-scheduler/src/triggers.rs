@@ -82,6 +82,7 @@ pub(crate) async fn cron(s: &Arc<Scheduler>, p: &Arc<Loaded>) -> Result<()> {
 pub(crate) async fn tables(s: &Arc<Scheduler>, p: &Arc<Loaded>) -> Result<()> {
     let id = &p.pipeline.id;
     let mut changed = Vec::new();
+    let mut missing = Vec::new();
     for table in &p.pipeline.trigger.tables {
         let Ok(name) = TableName::parse(table) else {
             continue;
@@ -96,6 +97,9 @@ pub(crate) async fn tables(s: &Arc<Scheduler>, p: &Arc<Loaded>) -> Result<()> {
                 .unwrap_or_else(|| "-".into()),
             Err(_) => "-".into(),
         };
+        if current == "-" {
+            missing.push(table.as_str());
+        }
         let key = format!("table:{table}");
         let seen = s.store.trigger_value(id, &key).await?;
         if seen.as_deref() != Some(current.as_str()) {
@@ -106,6 +110,12 @@ pub(crate) async fn tables(s: &Arc<Scheduler>, p: &Arc<Loaded>) -> Result<()> {
         }
     }
     if changed.is_empty() {
+        return Ok(());
+    }
+    if !missing.is_empty() {
+        // A run would fail on the missing input; the table's first
+        // snapshot will trigger it.
+        tracing::info!(pipeline = %id, missing = ?missing, "tables changed but inputs are missing; waiting");
         return Ok(());
     }
     let waiting = s

@@ -61,6 +61,7 @@ macro_rules! states {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),* $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($(#[$vm])* $v),* }
 
@@ -144,6 +145,7 @@ impl TaskState {
 
 /// One run of a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunRecord {
     /// Run id (a UUIDv7).
     pub run_id: String,
@@ -210,6 +212,7 @@ impl RunRecord {
 
 /// Rows a task read, wrote and rejected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RowCounts {
     /// Rows in.
     pub rows_in: u64,
@@ -221,6 +224,7 @@ pub struct RowCounts {
 
 /// A task in a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskRecord {
     /// Run id.
     pub run_id: String,
@@ -244,6 +248,7 @@ pub struct TaskRecord {
 
 /// One attempt of a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptRecord {
     /// Attempt number, from 1.
     pub attempt: u32,
@@ -259,6 +264,7 @@ pub struct AttemptRecord {
 
 /// A line of a task's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// Task id.
     pub task_id: String,
@@ -276,6 +282,7 @@ pub struct LogLine {
 
 /// The result of one quality check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckRecord {
     /// Task id.
     pub task_id: String,
@@ -301,6 +308,7 @@ pub struct CheckRecord {
 
 /// Row counts of one input file within one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileCounts {
     /// The file's URI.
     pub source_file: String,

@@ -49,6 +49,7 @@ pub struct Heartbeat {
 
 /// A scheduler process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchedulerInfo {
     /// Its id, unique per process.
     pub owner: String,
@@ -66,6 +67,7 @@ pub struct SchedulerInfo {
 
 /// A backfill: one run per date of a range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackfillRecord {
     /// Id.
     pub backfill_id: String,
@@ -89,6 +91,7 @@ pub struct BackfillRecord {
 
 /// An API token (the secret itself is never stored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRecord {
     /// Public id.
     pub token_id: String,
@@ -106,6 +109,7 @@ pub struct TokenRecord {
 
 /// A pool and its use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolRecord {
     /// Name.
     pub name: String,

@@ -1,0 +1,313 @@
+//! `gridata serve` and the operations on the scheduler's state: tokens,
+//! triggers, backfills, pause, cancel, clear, pools.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use gridata_core::{Clock, Home, SystemClock};
+use gridata_scheduler::{Config, Scheduler};
+use gridata_server::{AppState, Role};
+
+use crate::pipes;
+
+/// Options of `gridata serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the API and UI. Without any API token it is forced to
+    /// loopback.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "GRIDATA_ADDR")]
+    pub addr: SocketAddr,
+    /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Runs this process executes at once.
+    #[arg(long, default_value_t = 8)]
+    pub max_runs: usize,
+    /// Seconds after which another scheduler takes over a run whose
+    /// owner stopped renewing its lease.
+    #[arg(long, default_value_t = 30)]
+    pub lease_ttl: u64,
+    /// Milliseconds between trigger evaluations.
+    #[arg(long, default_value_t = 1000)]
+    pub tick_ms: u64,
+    /// Seconds SIGTERM waits for running tasks before handing runs back.
+    #[arg(long, default_value_t = 30)]
+    pub shutdown_grace: u64,
+    /// Scale retry delays (e.g. 0.01 in tests).
+    #[arg(long, hide = true)]
+    pub retry_delay_scale: Option<f64>,
+    /// Do not use filesystem notifications for file triggers (list only).
+    #[arg(long)]
+    pub no_watch: bool,
+}
+
+/// API tokens.
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token; its secret is printed once.
+    Create {
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// What it is for.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token.
+    Revoke { token_id: String },
+}
+
+/// Pools that limit concurrent tasks across pipelines.
+#[derive(Debug, Subcommand)]
+pub enum PoolCmd {
+    /// Create or resize a pool.
+    Set {
+        name: String,
+        slots: u32,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List pools and their use.
+    List,
+}
+
+/// Operations on runs, done through the state store; a running
+/// `gridata serve` picks them up.
+#[derive(Debug, Subcommand)]
+pub enum ControlCmd {
+    /// Queue a run for the scheduler (use `gridata run` to run in-process).
+    Trigger {
+        pipeline: String,
+        /// Parameters, `name=value`.
+        #[arg(long = "param", short = 'p')]
+        params: Vec<String>,
+    },
+    /// Queue one run per date, at most --max-parallel at a time.
+    Backfill {
+        pipeline: String,
+        /// First date, YYYY-MM-DD.
+        #[arg(long)]
+        start: String,
+        /// Last date, inclusive.
+        #[arg(long)]
+        end: String,
+        #[arg(long, default_value_t = 4)]
+        max_parallel: u32,
+        /// Other parameters, `name=value`.
+        #[arg(long = "param", short = 'p')]
+        params: Vec<String>,
+    },
+    /// Pause a pipeline: it starts no run.
+    Pause { pipeline: String },
+    /// Unpause a pipeline.
+    Unpause { pipeline: String },
+    /// Cancel a run.
+    Cancel { run_id: String },
+    /// Clear an ended run so it runs again.
+    Clear {
+        run_id: String,
+        /// Only this task and its downstream.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only tasks that did not succeed.
+        #[arg(long)]
+        only_failed: bool,
+    },
+}
+
+async fn scheduler(home: &Home, config: Config) -> Result<Arc<Scheduler>> {
+    let runner = pipes::runner(home).await?;
+    Ok(Scheduler::new(runner, home.pipelines_dir(), config))
+}
+
+/// `gridata serve`.
+pub async fn serve(home: &Home, a: &ServeArgs) -> Result<()> {
+    let config = Config {
+        lease_ttl: Duration::from_secs(a.lease_ttl.max(1)),
+        max_runs: a.max_runs.max(1),
+        tick: Duration::from_millis(a.tick_ms.max(10)),
+        shutdown_grace: Duration::from_secs(a.shutdown_grace),
+        retry_delay_scale: a.retry_delay_scale,
+        watch_files: !a.no_watch,
+        ..Default::default()
+    };
+    let s = scheduler(home, config).await?;
+    for (file, problem) in s.problems() {
+        tracing::warn!(%file, %problem, "pipeline file skipped");
+    }
+    let state = AppState::new(s.clone()).await?;
+    let handle = s.start();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(gridata_server::Tls {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let owner = s.owner();
+    let pipelines = s.pipelines().len();
+    let server = tokio::spawn(gridata_server::serve(
+        state,
+        a.addr,
+        tls,
+        async move {
+            let _ = stop_rx.await;
+        },
+        move |addr| {
+            println!(
+                "gridata serve: listening on {scheme}://{addr} (scheduler {owner}, {pipelines} pipelines)"
+            );
+        },
+    ));
+    let signal = wait_for_signal();
+    tokio::select! {
+        r = server => {
+            handle.shutdown().await;
+            return r.context("server task")?.map_err(Into::into);
+        }
+        _ = signal => {}
+    }
+    eprintln!("gridata serve: shutting down (running tasks finish or are handed back)");
+    handle.shutdown().await;
+    let _ = stop_tx.send(());
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// `gridata token …`.
+pub async fn token_cmd(home: &Home, cmd: &TokenCmd) -> Result<()> {
+    let store = pipes::state(home).await?;
+    match cmd {
+        TokenCmd::Create { role, name } => {
+            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            let (token, record) =
+                gridata_server::auth::create(store.as_ref(), name, role, SystemClock.now_ms())
+                    .await?;
+            eprintln!(
+                "created {role} token {} ('{name}'); it is shown only once:",
+                record.token_id
+            );
+            println!("{token}");
+        }
+        TokenCmd::List => {
+            for t in store.tokens().await? {
+                println!(
+                    "{}  {:<8}  {}{}",
+                    t.token_id,
+                    t.role,
+                    t.name,
+                    if t.revoked { "  (revoked)" } else { "" }
+                );
+            }
+        }
+        TokenCmd::Revoke { token_id } => {
+            if !store.revoke_token(token_id).await? {
+                bail!("token '{token_id}' not found");
+            }
+            println!("revoked token {token_id}");
+        }
+    }
+    Ok(())
+}
+
+/// `gridata pool …`.
+pub async fn pool_cmd(home: &Home, cmd: &PoolCmd) -> Result<()> {
+    let store = pipes::state(home).await?;
+    match cmd {
+        PoolCmd::Set {
+            name,
+            slots,
+            description,
+        } => {
+            if *slots == 0 {
+                bail!("a pool needs at least one slot");
+            }
+            store.set_pool(name, *slots, description.as_deref()).await?;
+            println!("pool {name}: {slots} slots");
+        }
+        PoolCmd::List => {
+            for p in store.pools().await? {
+                println!("{:<20} {}/{} used", p.name, p.used, p.slots);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Scheduler operations from the command line.
+pub async fn control(home: &Home, cmd: &ControlCmd) -> Result<()> {
+    let config = Config {
+        watch_files: false,
+        ..Default::default()
+    };
+    let s = scheduler(home, config).await?;
+    match cmd {
+        ControlCmd::Trigger { pipeline, params } => {
+            let params = gridata_pipeline::load::parse_param_args(params)?;
+            let run = s.trigger(pipeline, params).await?;
+            println!("queued run {} of {pipeline} {:?}", run.run_id, run.params);
+        }
+        ControlCmd::Backfill {
+            pipeline,
+            start,
+            end,
+            max_parallel,
+            params,
+        } => {
+            let d = |x: &str| {
+                chrono::NaiveDate::parse_from_str(x, "%Y-%m-%d")
+                    .with_context(|| format!("'{x}' is not a YYYY-MM-DD date"))
+            };
+            let params: BTreeMap<String, String> =
+                gridata_pipeline::load::parse_param_args(params)?;
+            let b = s
+                .backfill(pipeline, d(start)?, d(end)?, *max_parallel, params)
+                .await?;
+            println!(
+                "backfill {} of {pipeline}: {start} to {end}, {max_parallel} at a time (a running `gridata serve` executes it)",
+                b.backfill_id
+            );
+        }
+        ControlCmd::Pause { pipeline } => {
+            s.set_paused(pipeline, true).await?;
+            println!("paused {pipeline}");
+        }
+        ControlCmd::Unpause { pipeline } => {
+            s.set_paused(pipeline, false).await?;
+            println!("unpaused {pipeline}");
+        }
+        ControlCmd::Cancel { run_id } => {
+            let state = s.cancel(run_id).await?;
+            println!("run {run_id}: {state}");
+        }
+        ControlCmd::Clear {
+            run_id,
+            task,
+            only_failed,
+        } => {
+            let cleared = s.clear(run_id, task.as_deref(), *only_failed).await?;
+            println!("run {run_id} queued again; tasks: {}", cleared.join(", "));
+        }
+    }
+    Ok(())
+}
