@@ -48,6 +48,28 @@ pub struct CommitRequest {
     pub stage: bool,
 }
 
+/// A staged snapshot not on the main branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedSnapshot {
+    /// Its id.
+    pub snapshot_id: i64,
+    /// The snapshot it was staged on.
+    pub parent_id: Option<i64>,
+    /// Data files it added.
+    pub added: Vec<String>,
+}
+
+/// What a run's task left in a table; see [`Lake::run_writes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunWrites {
+    /// The table's current snapshot.
+    pub current: Option<i64>,
+    /// One of the task's snapshots is on the main branch.
+    pub published: bool,
+    /// Its snapshots that are staged only.
+    pub staged: Vec<StagedSnapshot>,
+}
+
 /// What one attempt prepared: new metadata and the files it wrote.
 pub(crate) struct Prepared {
     pub metadata: TableMetadata,
@@ -432,45 +454,10 @@ impl Lake {
         staged: i64,
         request: &CommitRequest,
     ) -> Result<LakeTable> {
-        let table = self.load_table(name).await?;
-        let parent = table
-            .snapshot(Some(staged))?
-            .and_then(|s| s.parent_snapshot_id());
-        if table.metadata.current_snapshot_id() == parent {
-            let ff = self
-                .update(name, |t, _| async move {
-                    if t.metadata.current_snapshot_id() != parent {
-                        return Err(Error::ConcurrentChange {
-                            table: name.to_string(),
-                            reason: "the table moved while publishing".into(),
-                        });
-                    }
-                    let metadata = t
-                        .metadata
-                        .as_ref()
-                        .clone()
-                        .into_builder(Some(t.metadata_location.clone()))
-                        .set_ref(
-                            iceberg::spec::MAIN_BRANCH,
-                            iceberg::spec::SnapshotReference::new(
-                                staged,
-                                iceberg::spec::SnapshotRetention::branch(None, None, None),
-                            ),
-                        )
-                        .and_then(|b| b.build())
-                        .map_err(Error::iceberg(format!("table '{name}': publish")))?
-                        .metadata;
-                    Ok(Some(Prepared {
-                        metadata,
-                        written: vec![],
-                    }))
-                })
-                .await;
-            match ff {
-                Ok(t) => return Ok(t),
-                Err(Error::ConcurrentChange { .. }) => {}
-                Err(e) => return Err(e),
-            }
+        match self.fast_forward(name, staged).await {
+            Ok(t) => return Ok(t),
+            Err(Error::ConcurrentChange { .. }) => {}
+            Err(e) => return Err(e),
         }
         let mut again = request.clone();
         again.stage = false;
@@ -487,16 +474,52 @@ impl Lake {
         Ok(())
     }
 
-    /// Settle what a pipeline task left in a table before its process
-    /// stopped: snapshots it staged but never published are discarded
-    /// with their files. Returns whether one of its snapshots is on the
-    /// main branch (it was published).
-    pub async fn settle_run_writes(
+    /// Make a staged snapshot current if the table has not moved since it
+    /// was staged; else [`Error::ConcurrentChange`].
+    pub async fn fast_forward(&self, name: &TableName, staged: i64) -> Result<LakeTable> {
+        let table = self.load_table(name).await?;
+        let parent = table
+            .snapshot(Some(staged))?
+            .and_then(|s| s.parent_snapshot_id());
+        self.update(name, |t, _| async move {
+            if t.metadata.current_snapshot_id() != parent {
+                return Err(Error::ConcurrentChange {
+                    table: name.to_string(),
+                    reason: "the table moved while publishing".into(),
+                });
+            }
+            let metadata = t
+                .metadata
+                .as_ref()
+                .clone()
+                .into_builder(Some(t.metadata_location.clone()))
+                .set_ref(
+                    iceberg::spec::MAIN_BRANCH,
+                    iceberg::spec::SnapshotReference::new(
+                        staged,
+                        iceberg::spec::SnapshotRetention::branch(None, None, None),
+                    ),
+                )
+                .and_then(|b| b.build())
+                .map_err(Error::iceberg(format!("table '{name}': publish")))?
+                .metadata;
+            Ok(Some(Prepared {
+                metadata,
+                written: vec![],
+            }))
+        })
+        .await
+    }
+
+    /// What one pipeline task of one run left in a table: whether one of
+    /// its snapshots is on the main branch (published), and the snapshots
+    /// it staged that are not.
+    pub async fn run_writes(
         &self,
         name: &TableName,
         run_id: &str,
         task_id: &str,
-    ) -> Result<bool> {
+    ) -> Result<RunWrites> {
         let table = self.load_table(name).await?;
         let mine = |s: &iceberg::spec::Snapshot| {
             let p = &s.summary().additional_properties;
@@ -516,24 +539,30 @@ impl Lake {
             .metadata
             .snapshots()
             .any(|s| on_main.contains(&s.snapshot_id()) && mine(s));
-        let staged: Vec<i64> = table
-            .metadata
-            .snapshots()
-            .filter(|s| !on_main.contains(&s.snapshot_id()) && mine(s))
-            .map(|s| s.snapshot_id())
-            .collect();
-        for id in staged {
-            let added: Vec<String> = self
+        let mut staged = Vec::new();
+        for s in table.metadata.snapshots() {
+            if on_main.contains(&s.snapshot_id()) || !mine(s) {
+                continue;
+            }
+            let id = s.snapshot_id();
+            let added = self
                 .live_files(&table, Some(id))
                 .await?
                 .into_iter()
                 .filter(|f| f.snapshot_id == id)
                 .map(|f| f.file.file_path().to_string())
                 .collect();
-            tracing::info!(table = %name, snapshot = id, files = added.len(), "discarding a staged snapshot left by an interrupted run");
-            self.discard(name, id, &added).await?;
+            staged.push(StagedSnapshot {
+                snapshot_id: id,
+                parent_id: s.parent_snapshot_id(),
+                added,
+            });
         }
-        Ok(published)
+        Ok(RunWrites {
+            current: table.metadata.current_snapshot_id(),
+            published,
+            staged,
+        })
     }
 
     async fn drop_staged(&self, name: &TableName, staged: i64) -> Result<()> {

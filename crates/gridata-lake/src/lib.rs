@@ -26,7 +26,7 @@ pub mod schema;
 mod write;
 
 pub use catalog::{Catalog, MemoryCatalog, SqlCatalog};
-pub use commit::{CommitRequest, Removal};
+pub use commit::{CommitRequest, Removal, RunWrites, StagedSnapshot};
 pub use error::{Error, Result};
 pub use iceberg;
 pub use lake::{Lake, LakeTable, LiveFile};

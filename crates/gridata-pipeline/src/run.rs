@@ -130,8 +130,9 @@ pub struct StagedWrite {
     pub snapshot_id: i64,
     /// The snapshot that was current when staging.
     pub parent: Option<i64>,
-    /// The commit, to re-apply if the table moved meanwhile.
-    pub request: CommitRequest,
+    /// The commit, to re-apply if the table moved meanwhile; `None` for a
+    /// staged snapshot found when resuming, which only fast-forwards.
+    pub request: Option<CommitRequest>,
     /// Data files it added.
     pub added: Vec<String>,
 }
@@ -1129,28 +1130,44 @@ impl Runner {
             let table = template::render(&w.table, &shared.vars)
                 .map_err(|e| Error::Internal(e.to_string()))?;
             let name = TableName::parse(&table).map_err(|e| Error::Internal(e.to_string()))?;
-            let published = match self.lake.load_table(&name).await {
-                Ok(_) => self
-                    .lake
-                    .settle_run_writes(&name, run_id, &t.id)
+            let Ok(found) = self.lake.run_writes(&name, run_id, &t.id).await else {
+                continue;
+            };
+            let done = states[&t.id] == TaskState::Success;
+            // A write handed back before its checks passed: keep it staged
+            // when nothing moved the table meanwhile.
+            let keep = match found.staged.as_slice() {
+                [one] if done && !found.published && one.parent_id == found.current => {
+                    Some(one.clone())
+                }
+                _ => None,
+            };
+            for st in &found.staged {
+                if keep.as_ref() == Some(st) {
+                    continue;
+                }
+                tracing::info!(table = %name, snapshot = st.snapshot_id, "discarding a snapshot staged by an interrupted attempt");
+                self.lake
+                    .discard(&name, st.snapshot_id, &st.added)
                     .await
                     .map_err(|e| Error::Publish {
                         table: table.clone(),
                         reason: e.to_string(),
-                    })?,
-                Err(_) => false,
-            };
-            if states[&t.id] == TaskState::Success && !published {
-                let output = records.get(&t.id).and_then(|r| r.output.clone());
-                let wrote = output
-                    .as_deref()
-                    .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
-                    .and_then(|v| v.get("staged_snapshot").cloned())
-                    .is_some();
-                if wrote {
-                    reset.push(t.id.clone());
-                    reset.extend(loaded.downstream(&t.id));
-                }
+                    })?;
+            }
+            if let Some(st) = keep {
+                tracing::info!(table = %name, snapshot = st.snapshot_id, "resuming with the staged write");
+                shared.staged.lock().expect("staged").push(StagedWrite {
+                    task_id: t.id.clone(),
+                    table: name.clone(),
+                    snapshot_id: st.snapshot_id,
+                    parent: st.parent_id,
+                    request: None,
+                    added: st.added,
+                });
+            } else if done && !found.published {
+                reset.push(t.id.clone());
+                reset.extend(loaded.downstream(&t.id));
             }
         }
         // Outputs that unfinished tasks need: reload or recompute.
@@ -1360,14 +1377,16 @@ impl Runner {
                 .collect()
         };
         for w in ready {
-            let t = self
-                .lake
-                .publish(&w.table, w.snapshot_id, &w.request)
-                .await
-                .map_err(|e| Error::Publish {
-                    table: w.table.to_string(),
-                    reason: e.to_string(),
-                })?;
+            let publish = async {
+                match &w.request {
+                    Some(r) => self.lake.publish(&w.table, w.snapshot_id, r).await,
+                    None => self.lake.fast_forward(&w.table, w.snapshot_id).await,
+                }
+            };
+            let t = publish.await.map_err(|e| Error::Publish {
+                table: w.table.to_string(),
+                reason: e.to_string(),
+            })?;
             let snap = t.metadata.current_snapshot_id().unwrap_or(w.snapshot_id);
             tracing::info!(table = %w.table, snapshot = snap, "published");
             shared

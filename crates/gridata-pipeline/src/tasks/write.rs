@@ -212,7 +212,7 @@ pub(crate) async fn run(cfg: &Write, ctx: &TaskCtx) -> Result<TaskResult, TaskEr
         table: name.clone(),
         snapshot_id: staged,
         parent,
-        request,
+        request: Some(request),
         added: added_paths.clone(),
     });
     let mut result = TaskResult::with_output(serde_json::json!({
