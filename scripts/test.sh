@@ -10,7 +10,8 @@
 #   * runs, failing fast: cargo fmt --check, cargo clippy -D warnings,
 #     cargo test --workspace -- --include-ignored (doc-tests without it),
 #     cargo build -p gridata-cli,
-#     and the PyIceberg interop tests (pytest tests/interop).
+#     the PyIceberg interop tests (pytest tests/interop), and the API contract
+#     (tests/api/contract.sh: schemathesis on /api/v1, promtool on /metrics).
 #
 # Environment knobs:
 #   CARGO_TARGET_DIR           default $HOME/.cache/gridata/target (outside the clone,
@@ -421,6 +422,9 @@ main() {
     export GRIDATA_BIN="$CARGO_TARGET_DIR/debug/gridata"
     [[ -x "$GRIDATA_BIN" ]] || die "cargo build did not produce $GRIDATA_BIN"
     step "interop tests" "$VENV/bin/python" -m pytest -q tests/interop --junitxml="$RUN_DIR/interop.xml"
+    # promtool comes with Debian's prometheus package (its server is not started).
+    command -v promtool >/dev/null || apt_install prometheus
+    step "api contract" tests/api/contract.sh
 
     local cp cf cs pp pf ps
     read -r cp cf cs < <(cargo_counts "$RUN_DIR/cargo-test.log")
@@ -428,11 +432,11 @@ main() {
     STEP="summary"
     stop_services # before the summary, so that it is the last thing printed
     SUMMARY_DONE=1
-    echo "test.sh: fmt ok, clippy ok, cargo test $cp passed ($cs ignored), interop $pp passed ($ps skipped); $((SECONDS - START_TIME))s"
+    echo "test.sh: fmt ok, clippy ok, cargo test $cp passed ($cs ignored), interop $pp passed ($ps skipped), api contract ok; $((SECONDS - START_TIME))s"
     if [[ $((cs + ps)) -gt 0 ]]; then
-        echo "summary: $((cp + pp)) passed, $((cf + pf)) failed, $((cs + ps)) skipped"
+        echo "summary: $((cp + pp + 1)) passed, $((cf + pf)) failed, $((cs + ps)) skipped"
     else
-        echo "summary: $((cp + pp)) passed, $((cf + pf)) failed"
+        echo "summary: $((cp + pp + 1)) passed, $((cf + pf)) failed"
     fi
 }
 

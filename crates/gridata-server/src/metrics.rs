@@ -15,6 +15,9 @@ const BUCKETS: &[f64] = &[
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A gauge family computed at scrape time: name, help, labelled values.
+pub type Gauge<'a> = (&'a str, &'a str, Vec<(Labels, f64)>);
+
 #[derive(Debug, Default)]
 struct Histogram {
     buckets: Vec<u64>,
@@ -136,7 +139,7 @@ impl Metrics {
 
     /// The exposition text, with `gauges` (name, help, labelled values)
     /// computed at scrape time.
-    pub fn render(&self, gauges: &[(&str, &str, Vec<(Labels, f64)>)]) -> String {
+    pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
         let mut out = String::new();
         let counters = self.counters.lock().expect("metrics");
         let histograms = self.histograms.lock().expect("metrics");
