@@ -755,7 +755,8 @@ pub struct Rejected {
     params(("run_id" = String, Path, description = "Run id"), SampleQuery),
     security(("bearer" = [])),
     responses((status = 200, body = Rejected), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn run_rejected(
     State(s): State<AppState>,
     caller: Caller,
@@ -780,37 +781,55 @@ pub async fn run_rejected(
         Err(gridata_storage::Error::NotFound { .. }) => vec![],
         Err(e) => return Err(ApiError::internal(e.to_string())),
     };
+    // A rerun of the run may replace these files while they are read:
+    // read again, and report a conflict if it keeps happening.
+    let mut last = None;
+    for _ in 0..3 {
+        match read_rejected(lake, &files, limit as usize).await {
+            Ok((count, sample)) => {
+                return Ok(Json(Rejected {
+                    run_id,
+                    count,
+                    files,
+                    sample,
+                }));
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(ApiError::conflict(format!(
+        "the quarantine files of run '{run_id}' are being rewritten ({}); retry",
+        last.unwrap_or_default()
+    )))
+}
+
+async fn read_rejected(
+    lake: &gridata_lake::Lake,
+    files: &[String],
+    limit: usize,
+) -> Result<(u64, Vec<serde_json::Value>), String> {
     let engine = gridata_engine::Engine::new(lake.clone())
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let mut count = 0u64;
     let mut sample = Vec::new();
-    for f in &files {
+    for f in files {
         let df = engine
             .context()
             .read_parquet(f.as_str(), Default::default())
             .await
-            .map_err(|e| ApiError::internal(format!("{f}: {e}")))?;
-        let batches = df
-            .collect()
-            .await
-            .map_err(|e| ApiError::internal(format!("{f}: {e}")))?;
+            .map_err(|e| format!("{f}: {e}"))?;
+        let batches = df.collect().await.map_err(|e| format!("{f}: {e}"))?;
         for b in batches {
             count += b.num_rows() as u64;
-            let want = (limit as usize)
-                .saturating_sub(sample.len())
-                .min(b.num_rows());
+            let want = limit.saturating_sub(sample.len()).min(b.num_rows());
             if want > 0 {
-                sample.extend(crate::rows_json(&b.slice(0, want))?);
+                sample.extend(crate::rows_json(&b.slice(0, want)).map_err(|e| e.body.message)?);
             }
         }
     }
-    Ok(Json(Rejected {
-        run_id,
-        count,
-        files,
-        sample,
-    }))
+    Ok((count, sample))
 }
 
 /// Backfill a date range.
