@@ -370,14 +370,47 @@ impl Validator<'_> {
                 self.top("params", &format!("params.{name}.default"), e);
             }
         }
-        if let Some(cron) = &p.trigger.cron
-            && cron.split_whitespace().count() != 5
+        if let Some(cron) = &p.trigger.cron {
+            if cron.split_whitespace().count() != 5 {
+                self.top(
+                    "trigger",
+                    "trigger.cron",
+                    format!("'{cron}' is not a five-field cron expression"),
+                );
+            } else if let Err(e) = <croner::Cron as std::str::FromStr>::from_str(cron) {
+                self.top("trigger", "trigger.cron", format!("'{cron}': {e}"));
+            }
+        }
+        if let Some(tz) = &p.trigger.timezone
+            && tz.parse::<chrono_tz::Tz>().is_err()
         {
             self.top(
                 "trigger",
-                "trigger.cron",
-                format!("'{cron}' is not a five-field cron expression"),
+                "trigger.timezone",
+                format!("'{tz}' is not an IANA time zone (e.g. Europe/Paris)"),
             );
+        }
+        if let Some(f) = &p.trigger.files {
+            let mut rest = f.path.as_str();
+            while let Some(open) = rest.find('{') {
+                let Some(close) = rest[open..].find('}') else {
+                    self.top(
+                        "trigger",
+                        "trigger.files.path",
+                        format!("unclosed '{{' in '{}'", f.path),
+                    );
+                    break;
+                };
+                let name = &rest[open + 1..open + close];
+                if !p.params.contains_key(name) {
+                    self.top(
+                        "trigger",
+                        "trigger.files.path",
+                        format!("'{{{name}}}' captures a parameter the pipeline does not declare"),
+                    );
+                }
+                rest = &rest[open + close + 1..];
+            }
         }
         for t in &p.trigger.tables {
             if TableName::parse(t).is_err() {
@@ -1015,6 +1048,31 @@ tasks:
             "{all}"
         );
         assert!(all.contains("extra_field"), "{all}");
+    }
+
+    #[test]
+    fn triggers_are_checked() {
+        let text = r#"id: p
+trigger:
+  cron: "0 99 * * *"
+  timezone: Mars/Base
+  files: { path: "in/{date}/{region}/*.csv" }
+tasks:
+  - id: a
+    sql: { query: SELECT 1 }
+"#;
+        let Err(Error::Invalid { problems, .. }) = load(text) else {
+            panic!("expected Invalid")
+        };
+        let all: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let all = all.join("\n");
+        assert!(all.contains("trigger.cron: '0 99 * * *'"), "{all}");
+        assert!(
+            all.contains("'Mars/Base' is not an IANA time zone"),
+            "{all}"
+        );
+        assert!(all.contains("'{date}' captures a parameter"), "{all}");
+        assert!(all.contains("'{region}' captures a parameter"), "{all}");
     }
 
     #[test]
