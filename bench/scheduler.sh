@@ -21,7 +21,8 @@ fi
 
 if [[ -z "${GRIDATA_BIN:-}" || -z "${GRIDATA_THROUGHPUT_BIN:-}" ]]; then
     echo "[scheduler.sh] cargo build --profile fast -p gridata-cli; --example throughput" >&2
-    cargo build --profile fast -p gridata-cli -p gridata-state --example throughput >&2
+    cargo build --profile fast -p gridata-cli >&2
+    cargo build --profile fast -p gridata-state --example throughput >&2
     export GRIDATA_BIN="$CARGO_TARGET_DIR/fast/gridata"
     export GRIDATA_THROUGHPUT_BIN="$CARGO_TARGET_DIR/fast/examples/throughput"
 fi

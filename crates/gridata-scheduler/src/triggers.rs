@@ -361,31 +361,58 @@ pub(crate) fn watch_files(s: Arc<Scheduler>) -> Option<notify::RecommendedWatche
     }
     tokio::spawn(async move {
         while let Some(path) = rx.recv().await {
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            let modified = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_else(|| s.clock.now_ms());
-            let uri = format!("file://{}", path.display());
-            let paused = s.store.paused().await.unwrap_or_default();
-            for (id, p) in s.pipelines() {
-                if p.pipeline.trigger.files.is_none() || paused.contains(&id) {
-                    continue;
-                }
-                if let Err(e) = files(&s, &p, Some((uri.clone(), modified))).await {
-                    tracing::warn!(pipeline = %id, error = %e, "file trigger failed");
-                }
+            // Files can land in a new folder before its watch exists: a
+            // new folder is scanned at once.
+            for file in files_under(&path) {
+                on_file(&s, &file).await;
             }
         }
     });
     Some(watcher)
+}
+
+fn files_under(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return vec![];
+    };
+    if meta.is_file() {
+        return vec![path.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(p),
+                Ok(t) if t.is_file() => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+async fn on_file(s: &Arc<Scheduler>, path: &std::path::Path) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_else(|| s.clock.now_ms());
+    let uri = format!("file://{}", path.display());
+    let paused = s.store.paused().await.unwrap_or_default();
+    for (id, p) in s.pipelines() {
+        if p.pipeline.trigger.files.is_none() || paused.contains(&id) {
+            continue;
+        }
+        if let Err(e) = files(s, &p, Some((uri.clone(), modified))).await {
+            tracing::warn!(pipeline = %id, error = %e, "file trigger failed");
+        }
+    }
 }
 
 /// Move backfills on: start runs for the next dates while fewer than

@@ -293,23 +293,36 @@ impl SchedulerStore for SqlStateStore {
         lease_ms: i64,
         limits: &ClaimLimits,
     ) -> Result<Vec<RunRecord>> {
+        if limits.per_pipeline.is_empty() || limits.max_runs == 0 {
+            return Ok(vec![]);
+        }
         let ctx = "claim runs";
         let mut tx = self.write_tx(ctx).await?;
-        let candidates = sqlx::query(&format!(
+        // Only pipelines this scheduler knows: runs of others never starve it.
+        let known: Vec<String> = (0..limits.per_pipeline.len())
+            .map(|i| format!("${}", i + 2))
+            .collect();
+        let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs
-             WHERE (state = 'queued' AND cancel_requested = 0
-                    AND pipeline NOT IN (SELECT pipeline FROM pipeline_flags WHERE paused = 1))
-                OR (state = 'running' AND COALESCE(lease_until_ms, 0) < $1)
+             WHERE pipeline IN ({})
+               AND ((state = 'queued' AND cancel_requested = 0
+                     AND pipeline NOT IN (SELECT pipeline FROM pipeline_flags WHERE paused = 1))
+                    OR (state = 'running' AND COALESCE(lease_until_ms, 0) < $1))
              ORDER BY created_ms, run_id LIMIT 200{}",
+            known.join(", "),
             self.skip_locked()
-        ))
-        .bind(now_ms)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db(ctx))?
-        .iter()
-        .map(run_from)
-        .collect::<Result<Vec<_>>>()?;
+        );
+        let mut q = sqlx::query(&sql).bind(now_ms);
+        for p in limits.per_pipeline.keys() {
+            q = q.bind(p.as_str());
+        }
+        let candidates = q
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(ctx))?
+            .iter()
+            .map(run_from)
+            .collect::<Result<Vec<_>>>()?;
         let pipelines: BTreeSet<&str> = candidates
             .iter()
             .map(|r| r.pipeline.as_str())
