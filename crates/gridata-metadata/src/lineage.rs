@@ -112,13 +112,129 @@ pub struct ColumnLineage {
     pub dataset: Deps,
 }
 
+impl ColumnLineage {
+    /// Lineage whose every field is copied unchanged from the same-named
+    /// column of `dataset`.
+    pub fn identity(dataset: &str, columns: &[String]) -> Self {
+        Self {
+            fields: columns
+                .iter()
+                .map(|c| {
+                    (
+                        c.clone(),
+                        Deps::from([(
+                            (dataset.to_string(), c.clone()),
+                            BTreeSet::from([Subtype::Identity]),
+                        )]),
+                    )
+                })
+                .collect(),
+            dataset: Deps::new(),
+        }
+    }
+
+    /// The sources of one output column.
+    pub fn field(&self, name: &str) -> Option<&Deps> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, d)| d)
+    }
+
+    /// Replace sources in datasets that `upstream` knows by their own
+    /// sources, so lineage reaches through intermediate steps. Sources
+    /// `upstream` does not know, or columns it lacks, stay as they are.
+    pub fn compose(&self, upstream: &dyn Fn(&str) -> Option<ColumnLineage>) -> ColumnLineage {
+        let mut cache: BTreeMap<String, Option<ColumnLineage>> = BTreeMap::new();
+        let mut dataset = Deps::new();
+        let mut resolve = |deps: &Deps, into: &mut Deps, dataset: &mut Deps| {
+            for ((ds, col), subs) in deps {
+                let up = cache.entry(ds.clone()).or_insert_with(|| upstream(ds));
+                match up.as_ref().and_then(|u| u.field(col).map(|d| (u, d))) {
+                    Some((u, d)) => {
+                        for s in subs {
+                            add(into, d, *s);
+                        }
+                        add(dataset, &u.dataset, Subtype::Filter);
+                    }
+                    None => {
+                        into.entry((ds.clone(), col.clone()))
+                            .or_default()
+                            .extend(subs.iter().copied());
+                    }
+                }
+            }
+        };
+        let fields = self
+            .fields
+            .iter()
+            .map(|(n, d)| {
+                let mut out = Deps::new();
+                resolve(d, &mut out, &mut dataset);
+                (n.clone(), out)
+            })
+            .collect();
+        let mut own = Deps::new();
+        resolve(&self.dataset, &mut own, &mut dataset);
+        add(&mut dataset, &own, Subtype::Filter);
+        ColumnLineage { fields, dataset }
+    }
+
+    /// One line per output column, `col <- dataset.field(SUBTYPE,…) …`,
+    /// then the dataset-level sources: stable text for tests and the CLI.
+    pub fn render(&self) -> String {
+        let fmt = |d: &Deps| {
+            d.iter()
+                .map(|((ds, c), subs)| {
+                    let s: Vec<String> = subs.iter().map(|x| format!("{x:?}")).collect();
+                    format!("{ds}.{c}({})", s.join(","))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut out: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(n, d)| format!("{n} <- {}", fmt(d)))
+            .collect();
+        out.push(format!("[rows] <- {}", fmt(&self.dataset)));
+        out.join("\n")
+    }
+
+    /// As JSON: `{"fields": {col: [{dataset, field, transformations:
+    /// [{type, subtype}]}]}, "dataset": [...]}` (OpenLineage's shape,
+    /// without namespaces).
+    pub fn to_json(&self) -> serde_json::Value {
+        let list = |d: &Deps| {
+            d.iter()
+                .map(|((ds, c), subs)| {
+                    serde_json::json!({
+                        "dataset": ds,
+                        "field": c,
+                        "transformations": subs.iter().map(|s| serde_json::json!({
+                            "type": s.kind(),
+                            "subtype": s,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let fields: serde_json::Map<String, serde_json::Value> = self
+            .fields
+            .iter()
+            .map(|(n, d)| (n.clone(), serde_json::Value::Array(list(d))))
+            .collect();
+        serde_json::json!({ "fields": fields, "dataset": list(&self.dataset) })
+    }
+}
+
 struct Node {
     fields: Vec<Deps>,
     indirect: Deps,
 }
 
-/// Names a scanned table as a dataset.
-pub type Namer<'a> = &'a dyn Fn(&TableReference) -> String;
+/// Names a relation as a dataset. Scans of tables it does not name keep
+/// their SQL name; an alias it names (an input registered as a view,
+/// whose plan DataFusion inlines) becomes a dataset of its own instead of
+/// being walked into.
+pub type Namer<'a> = &'a dyn Fn(&TableReference) -> Option<String>;
 
 /// The column lineage of a logical plan (best from the unoptimized plan,
 /// `DataFrame::logical_plan()`).
@@ -296,7 +412,7 @@ fn as_indirect(d: &Deps, mode: Subtype, into: &mut Deps) {
 fn walk(plan: &LogicalPlan, name: Namer<'_>) -> Result<Node, Error> {
     match plan {
         LogicalPlan::TableScan(scan) => {
-            let dataset = name(&scan.table_name);
+            let dataset = name(&scan.table_name).unwrap_or_else(|| scan.table_name.to_string());
             let fields: Vec<Deps> = scan
                 .projected_schema
                 .fields()
@@ -436,7 +552,23 @@ fn walk(plan: &LogicalPlan, name: Namer<'_>) -> Result<Node, Error> {
             add(&mut indirect, &keys, Subtype::Join);
             Ok(Node { fields, indirect })
         }
-        LogicalPlan::SubqueryAlias(a) => walk(&a.input, name),
+        LogicalPlan::SubqueryAlias(a) => match name(&a.alias) {
+            Some(dataset) => Ok(Node {
+                fields: a
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        Deps::from([(
+                            (dataset.clone(), f.name().clone()),
+                            BTreeSet::from([Subtype::Identity]),
+                        )])
+                    })
+                    .collect(),
+                indirect: Deps::new(),
+            }),
+            None => walk(&a.input, name),
+        },
         LogicalPlan::Sort(s) => {
             let mut child = walk(&s.input, name)?;
             let inputs = Inputs {
@@ -565,30 +697,33 @@ mod tests {
         )
         .unwrap();
         let df = ctx.sql(sql).await.unwrap();
-        column_lineage(df.logical_plan(), &|t: &TableReference| {
-            t.table().to_string()
-        })
-        .unwrap()
+        column_lineage(df.logical_plan(), &|_: &TableReference| None).unwrap()
     }
 
-    /// `out: source.column(SUBTYPE, …)` lines, stable for snapshots.
     fn render(l: &ColumnLineage) -> String {
-        let fmt = |d: &Deps| {
-            d.iter()
-                .map(|((ds, c), subs)| {
-                    let s: Vec<String> = subs.iter().map(|x| format!("{x:?}")).collect();
-                    format!("{ds}.{c}({})", s.join(","))
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
+        l.render()
+    }
+
+    #[tokio::test]
+    async fn composition_reaches_through_steps() {
+        let step =
+            lineage("SELECT customer_id, total * 2 AS double FROM orders WHERE status = 'paid'")
+                .await;
+        let top = ColumnLineage {
+            fields: vec![(
+                "x".into(),
+                Deps::from([(
+                    ("orders_step".into(), "double".into()),
+                    BTreeSet::from([Subtype::Aggregation]),
+                )]),
+            )],
+            dataset: Deps::new(),
         };
-        let mut out: Vec<String> = l
-            .fields
-            .iter()
-            .map(|(n, d)| format!("{n}: {}", fmt(d)))
-            .collect();
-        out.push(format!("[dataset]: {}", fmt(&l.dataset)));
-        out.join("\n")
+        let composed = top.compose(&|ds| (ds == "orders_step").then(|| step.clone()));
+        assert_eq!(
+            composed.render(),
+            "x <- orders.total(Aggregation)\n[rows] <- orders.status(Filter)"
+        );
     }
 
     #[tokio::test]
@@ -601,11 +736,11 @@ mod tests {
         .await;
         assert_eq!(
             render(&l),
-            "order_id: orders.order_id(Identity)
-total: orders.total(Identity)
-s: orders.status(Transformation)
-paid: orders.status(Conditional) orders.total(Transformation)
-[dataset]: orders.order_ts(Filter)"
+            "order_id <- orders.order_id(Identity)
+total <- orders.total(Identity)
+s <- orders.status(Transformation)
+paid <- orders.status(Conditional) orders.total(Transformation)
+[rows] <- orders.order_ts(Filter)"
         );
     }
 

@@ -27,6 +27,7 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions};
 use gridata_core::{Clock, TableName, Zone};
 use gridata_engine::{Engine, LakeTableProvider};
 use gridata_lake::{CommitRequest, Lake};
+use gridata_metadata::ColumnLineage;
 use gridata_state::{
     CheckRecord, FileCounts, LogLine, RowCounts, RunRecord, RunState, Store, TaskRecord, TaskState,
 };
@@ -330,6 +331,7 @@ struct Shared {
     home: PathBuf,
     outputs: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
     output_files: Mutex<HashMap<String, String>>,
+    lineage: Mutex<HashMap<String, ColumnLineage>>,
     staged: Mutex<Vec<StagedWrite>>,
     published: Mutex<Vec<String>>,
     landed: tokio::sync::Mutex<HashMap<String, crate::landing::Landed>>,
@@ -453,6 +455,44 @@ impl TaskCtx {
             .lock()
             .expect("outputs")
             .insert(self.task_id.clone(), uri.to_string());
+    }
+
+    /// The dataset an input names in lineage: `task:<id>`, a table's
+    /// `namespace.table`, or `<zone>:<path pattern>` for files.
+    pub fn input_dataset(input: &Input) -> String {
+        if let Some(t) = &input.task {
+            format!("task:{t}")
+        } else if let Some(t) = &input.table {
+            t.clone()
+        } else {
+            let zone = input.zone.unwrap_or(ZoneName::Raw).zone();
+            format!("{zone}:{}", input.file.as_deref().unwrap_or(""))
+        }
+    }
+
+    /// Record the column lineage of this task's output.
+    pub fn set_lineage(&self, lineage: ColumnLineage) {
+        self.shared
+            .lineage
+            .lock()
+            .expect("lineage")
+            .insert(self.task_id.clone(), lineage);
+    }
+
+    /// The lineage of a task's output, traced back through upstream tasks
+    /// to tables and files (as far as they recorded lineage).
+    pub fn resolved_lineage(&self, task: &str) -> Option<ColumnLineage> {
+        let own = self
+            .shared
+            .lineage
+            .lock()
+            .expect("lineage")
+            .get(task)
+            .cloned()?;
+        Some(own.compose(&|ds| {
+            ds.strip_prefix("task:")
+                .and_then(|t| self.resolved_lineage(t))
+        }))
     }
 
     /// An upstream task's output as a DataFrame in `engine`.
@@ -901,6 +941,7 @@ impl Runner {
             home: self.home.clone(),
             outputs: Mutex::new(HashMap::new()),
             output_files: Mutex::new(HashMap::new()),
+            lineage: Mutex::new(HashMap::new()),
             staged: Mutex::new(Vec::new()),
             published: Mutex::new(Vec::new()),
             landed: tokio::sync::Mutex::new(HashMap::new()),

@@ -606,3 +606,97 @@ tasks:
         a.started_ms.unwrap() < b.ended_ms.unwrap() && b.started_ms.unwrap() < a.ended_ms.unwrap()
     );
 }
+
+/// Column lineage recorded by each write of the shipped pipelines, traced
+/// from the table back to raw files and source tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_lineage_of_the_shipped_pipelines() {
+    let env = env().await;
+    generate(&env, 300, 1, 0.0).await;
+    load_day(&env, "2026-11-19", true).await;
+    let c360 = run(
+        &env,
+        shipped_pipeline("ecommerce_customer_360"),
+        "2026-11-19",
+    )
+    .await;
+    assert_eq!(c360.run.state, RunState::Success, "{:?}", c360.run.error);
+    let runs = env
+        .runner
+        .state()
+        .runs(&gridata_state::RunFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in runs.iter().rev() {
+        for t in env.runner.state().tasks(&r.run_id).await.unwrap() {
+            let Some(o) = t.output.as_deref() else {
+                continue;
+            };
+            let v: serde_json::Value = serde_json::from_str(o).unwrap();
+            let (Some(table), Some(lineage)) = (v["table"].as_str(), v.get("lineage")) else {
+                continue;
+            };
+            if lineage.is_null() || !seen.insert(table.to_string()) {
+                continue;
+            }
+            out.push_str(&format!(
+                "== {table} (written by {}.{})\n",
+                r.pipeline, t.task_id
+            ));
+            for (col, inputs) in lineage["fields"].as_object().unwrap() {
+                let srcs: Vec<String> = inputs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| {
+                        let subs: Vec<&str> = i["transformations"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|t| t["subtype"].as_str().unwrap())
+                            .collect();
+                        format!(
+                            "{}.{}({})",
+                            i["dataset"].as_str().unwrap(),
+                            i["field"].as_str().unwrap(),
+                            subs.join(",")
+                        )
+                    })
+                    .collect();
+                out.push_str(&format!("{col} <- {}\n", srcs.join(" ")));
+            }
+            let rows: Vec<String> = lineage["dataset"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{}.{}",
+                        i["dataset"].as_str().unwrap(),
+                        i["field"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            out.push_str(&format!("[rows] <- {}\n\n", rows.join(" ")));
+        }
+    }
+    for table in [
+        "ecommerce.customers",
+        "ecommerce.products",
+        "ecommerce.clickstream",
+        "ecommerce.orders",
+        "ecommerce.order_items",
+        "analytics.customer_360",
+    ] {
+        assert!(
+            seen.contains(table),
+            "no lineage recorded for {table}:\n{out}"
+        );
+    }
+    insta::assert_snapshot!(out);
+}

@@ -48,6 +48,14 @@ pub(crate) async fn run(cfg: &Sql, ctx: &TaskCtx) -> Result<TaskResult, TaskErro
         "planned query with {} columns",
         df.schema().fields().len()
     ));
+    let name = |t: &datafusion::common::TableReference| match cfg.inputs.get(t.table()) {
+        Some(input) if t.schema().is_none() => Some(TaskCtx::input_dataset(input)),
+        _ => t.schema().map(|s| format!("{s}.{}", t.table())),
+    };
+    match gridata_metadata::column_lineage(df.logical_plan(), &name) {
+        Ok(l) => ctx.set_lineage(l),
+        Err(e) => ctx.log(format!("no column lineage: {e}")),
+    }
     if cfg.materialize {
         let (rows, uri) = ctx.materialize(df, "output").await?;
         result.rows.rows_out = rows;

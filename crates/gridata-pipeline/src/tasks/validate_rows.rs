@@ -522,6 +522,16 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             .unwrap_or_default()
     ));
     let provider = ctx.parquet_view(&engine, &staged).await?;
+    let columns: Vec<String> = provider
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    ctx.set_lineage(gridata_metadata::ColumnLineage::identity(
+        &TaskCtx::input_dataset(&cfg.input),
+        &columns,
+    ));
     ctx.set_output_file(provider, &staged);
     // Lines quarantined while landing a raw input count as rows in too.
     let malformed = result.rows.rows_rejected;

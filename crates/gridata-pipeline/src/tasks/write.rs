@@ -215,8 +215,10 @@ pub(crate) async fn run(cfg: &Write, ctx: &TaskCtx) -> Result<TaskResult, TaskEr
         request: Some(request),
         added: added_paths.clone(),
     });
+    let lineage = ctx.resolved_lineage(&cfg.input);
     let mut result = TaskResult::with_output(serde_json::json!({
         "table": name.to_string(),
+        "lineage": lineage.map(|l| l.to_json()),
         "staged_snapshot": staged,
         "parent_snapshot": parent,
         "rows": rows,
