@@ -1050,6 +1050,7 @@ impl Runner {
         let (state, error) = match outcome {
             Outcome::Success => {
                 self.cleanup_staging(run_id).await;
+                self.record_lineage(shared).await;
                 (RunState::Success, None)
             }
             Outcome::Failed(e) => (RunState::Failed, Some(e)),
@@ -1089,6 +1090,61 @@ impl Runner {
             .set_run_state(run_id, state, now, error.as_deref())
             .await?;
         Ok(())
+    }
+
+    /// Store the column lineage of every table this run wrote: it replaces
+    /// the table's previous lineage in the metadata store.
+    async fn record_lineage(&self, shared: &Arc<Shared>) {
+        let run_id = &shared.run_id;
+        let Ok(tasks) = self.state.tasks(run_id).await else {
+            return;
+        };
+        let now = self.clock.now_ms();
+        for t in tasks {
+            let Some(v) = t
+                .output
+                .as_deref()
+                .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+            else {
+                continue;
+            };
+            let (Some(table), Some(lineage)) = (v["table"].as_str(), v.get("lineage")) else {
+                continue;
+            };
+            if lineage.is_null() {
+                continue;
+            }
+            let edge = |field: &str, src: &serde_json::Value| gridata_state::LineageEdge {
+                target_dataset: table.to_string(),
+                target_field: field.to_string(),
+                source_dataset: src["dataset"].as_str().unwrap_or_default().to_string(),
+                source_field: src["field"].as_str().unwrap_or_default().to_string(),
+                subtypes: src["transformations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x["subtype"].as_str().map(String::from))
+                    .collect(),
+                pipeline: shared.pipeline.pipeline.id.clone(),
+                task_id: t.task_id.clone(),
+                run_id: run_id.clone(),
+                updated_ms: now,
+            };
+            let mut edges = Vec::new();
+            if let Some(fields) = lineage["fields"].as_object() {
+                for (col, srcs) in fields {
+                    for src in srcs.as_array().into_iter().flatten() {
+                        edges.push(edge(col, src));
+                    }
+                }
+            }
+            for src in lineage["dataset"].as_array().into_iter().flatten() {
+                edges.push(edge("", src));
+            }
+            if let Err(e) = self.state.record_lineage(table, &edges).await {
+                tracing::warn!(table, error = %e, "could not record lineage");
+            }
+        }
     }
 
     async fn discard_staged(&self, shared: &Arc<Shared>) {

@@ -699,4 +699,35 @@ async fn column_lineage_of_the_shipped_pipelines() {
         );
     }
     insta::assert_snapshot!(out);
+
+    // The recorded graph reaches from customer 360 back to the raw files.
+    let graph = gridata_metadata::Graph::new(env.runner.state().lineage_edges().await.unwrap());
+    let up = graph.walk(
+        "analytics.customer_360",
+        Some("lifetime_value"),
+        gridata_metadata::Direction::Upstream,
+        0,
+    );
+    let sources: std::collections::BTreeSet<String> = up
+        .edges
+        .iter()
+        .map(|(_, e)| format!("{}.{}", e.source_dataset, e.source_field))
+        .collect();
+    for s in [
+        "ecommerce.orders.order_total",
+        "raw:ecommerce/orders/{{ date }}/order_items.{{ format }}.quantity",
+        "raw:ecommerce/orders/{{ date }}/orders.{{ format }}.shipping_cost",
+    ] {
+        assert!(
+            sources.contains(s),
+            "{s} not upstream of lifetime_value: {sources:#?}"
+        );
+    }
+    let impact = graph.impact("ecommerce.orders", "order_total");
+    assert!(
+        impact
+            .columns
+            .contains(&("analytics.customer_360".into(), "lifetime_value".into()))
+    );
+    assert!(impact.pipelines.contains("ecommerce_customer_360"));
 }

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
+mod lineage;
 mod sched;
+pub use lineage::{LineageEdge, MetadataStore};
 pub use sched::{
     BackfillRecord, ClaimLimits, Heartbeat, PoolRecord, SchedulerInfo, SchedulerStore, Store,
     TokenRecord,
@@ -417,7 +419,7 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn file_counts(&self, run_id: &str) -> Result<Vec<FileCounts>>;
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS gridata_state_version (version BIGINT NOT NULL)",
@@ -488,34 +490,35 @@ const DDL: &[&str] = &[
 ];
 
 /// Upgrades from the version-1 schema above, by target version.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    2,
-    &[
-        "ALTER TABLE runs ADD COLUMN owner TEXT",
-        "ALTER TABLE runs ADD COLUMN lease_until_ms BIGINT",
-        "ALTER TABLE runs ADD COLUMN cancel_requested BIGINT NOT NULL DEFAULT 0",
-        "ALTER TABLE runs ADD COLUMN dedup_key TEXT",
-        "ALTER TABLE runs ADD COLUMN backfill_id TEXT",
-        "CREATE UNIQUE INDEX runs_dedup ON runs (dedup_key)",
-        "CREATE INDEX runs_by_state ON runs (state, created_ms)",
-        "CREATE INDEX runs_by_backfill ON runs (backfill_id)",
-        "CREATE TABLE pipeline_flags (
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        2,
+        &[
+            "ALTER TABLE runs ADD COLUMN owner TEXT",
+            "ALTER TABLE runs ADD COLUMN lease_until_ms BIGINT",
+            "ALTER TABLE runs ADD COLUMN cancel_requested BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE runs ADD COLUMN dedup_key TEXT",
+            "ALTER TABLE runs ADD COLUMN backfill_id TEXT",
+            "CREATE UNIQUE INDEX runs_dedup ON runs (dedup_key)",
+            "CREATE INDEX runs_by_state ON runs (state, created_ms)",
+            "CREATE INDEX runs_by_backfill ON runs (backfill_id)",
+            "CREATE TABLE pipeline_flags (
             pipeline TEXT PRIMARY KEY,
             paused BIGINT NOT NULL,
             updated_ms BIGINT NOT NULL)",
-        "CREATE TABLE trigger_state (
+            "CREATE TABLE trigger_state (
             pipeline TEXT NOT NULL,
             trigger_key TEXT NOT NULL,
             value TEXT NOT NULL,
             PRIMARY KEY (pipeline, trigger_key))",
-        "CREATE TABLE schedulers (
+            "CREATE TABLE schedulers (
             owner TEXT PRIMARY KEY,
             host TEXT NOT NULL,
             pid BIGINT NOT NULL,
             started_ms BIGINT NOT NULL,
             heartbeat_ms BIGINT NOT NULL,
             stopped BIGINT NOT NULL)",
-        "CREATE TABLE backfills (
+            "CREATE TABLE backfills (
             backfill_id TEXT PRIMARY KEY,
             pipeline TEXT NOT NULL,
             start_date TEXT NOT NULL,
@@ -525,25 +528,40 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             params TEXT NOT NULL,
             state TEXT NOT NULL,
             created_ms BIGINT NOT NULL)",
-        "CREATE TABLE pools (
+            "CREATE TABLE pools (
             name TEXT PRIMARY KEY,
             slots BIGINT NOT NULL,
             description TEXT)",
-        "CREATE TABLE pool_slots (
+            "CREATE TABLE pool_slots (
             pool TEXT NOT NULL,
             run_id TEXT NOT NULL,
             task_id TEXT NOT NULL,
             acquired_ms BIGINT NOT NULL,
             PRIMARY KEY (run_id, task_id))",
-        "CREATE TABLE api_tokens (
+            "CREATE TABLE api_tokens (
             token_id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             role TEXT NOT NULL,
             secret_hash TEXT NOT NULL UNIQUE,
             created_ms BIGINT NOT NULL,
             revoked BIGINT NOT NULL)",
-    ],
-)];
+        ],
+    ),
+    (
+        3,
+        &["CREATE TABLE lineage_edges (
+            target_dataset TEXT NOT NULL,
+            target_field TEXT NOT NULL,
+            source_dataset TEXT NOT NULL,
+            source_field TEXT NOT NULL,
+            subtypes TEXT NOT NULL,
+            pipeline TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            updated_ms BIGINT NOT NULL,
+            PRIMARY KEY (target_dataset, target_field, source_dataset, source_field))"],
+    ),
+];
 
 /// The state store over SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
@@ -1258,6 +1276,7 @@ mod tests {
         let store = SqlStateStore::memory().await.unwrap();
         suite(&store).await;
         crate::sched::tests::suite(&store, "mem").await;
+        crate::lineage::tests::suite(&store, "mem").await;
     }
 
     #[tokio::test]
@@ -1309,5 +1328,6 @@ mod tests {
             .unwrap()
             .as_nanos();
         crate::sched::tests::suite(&store, &format!("pg{nanos}")).await;
+        crate::lineage::tests::suite(&store, &format!("pg{nanos}")).await;
     }
 }

@@ -24,9 +24,9 @@ use crate::{
     run_from,
 };
 
-/// A store with both the run history and the coordination state.
-pub trait Store: StateStore + SchedulerStore {}
-impl<T: StateStore + SchedulerStore> Store for T {}
+/// A store with the run history, the coordination state and metadata.
+pub trait Store: StateStore + SchedulerStore + crate::MetadataStore {}
+impl<T: StateStore + SchedulerStore + crate::MetadataStore> Store for T {}
 
 /// Limits applied when claiming runs.
 #[derive(Debug, Clone, Default)]
