@@ -75,6 +75,8 @@ enum Command {
     /// Pools limiting concurrent tasks across pipelines and schedulers.
     #[command(subcommand)]
     Pool(serve::PoolCmd),
+    /// Column lineage: upstream, downstream, impact; text, JSON or DOT.
+    Lineage(serve::LineageArgs),
     #[command(flatten)]
     Control(serve::ControlCmd),
 }
@@ -397,6 +399,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::serve(&open_home(&cli).await?, args).await?,
         Command::Token(cmd) => serve::token_cmd(&open_home(&cli).await?, cmd).await?,
         Command::Pool(cmd) => serve::pool_cmd(&open_home(&cli).await?, cmd).await?,
+        Command::Lineage(args) => serve::lineage(&open_home(&cli).await?, args).await?,
         Command::Control(cmd) => serve::control(&open_home(&cli).await?, cmd).await?,
     }
     Ok(())

@@ -125,6 +125,103 @@ pub enum ControlCmd {
     },
 }
 
+/// `gridata lineage`: column lineage recorded by pipeline runs.
+#[derive(Debug, Args)]
+pub struct LineageArgs {
+    /// A table (`namespace.table`) or file pattern dataset (`raw:…`).
+    pub dataset: String,
+    /// One column; without it, every column.
+    #[arg(long, short)]
+    pub column: Option<String>,
+    /// Walk towards consumers instead of sources.
+    #[arg(long, conflicts_with = "impact")]
+    pub downstream: bool,
+    /// What changing --column would affect: columns, tables, pipelines.
+    #[arg(long, requires = "column")]
+    pub impact: bool,
+    /// At most this many hops (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub depth: usize,
+    /// text, json or dot (Graphviz).
+    #[arg(long, short, default_value = "text")]
+    pub format: String,
+}
+
+/// `gridata lineage …`.
+pub async fn lineage(home: &Home, a: &LineageArgs) -> Result<()> {
+    use gridata_metadata::{Direction, Graph};
+    let store = pipes::state(home).await?;
+    let graph = Graph::new(store.lineage_edges().await?);
+    if !graph.datasets().contains(&a.dataset) {
+        bail!(
+            "no lineage recorded for '{}' (lineage is recorded when a pipeline run writes a table); known: {}",
+            a.dataset,
+            graph.datasets().into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    if a.impact {
+        let impact = graph.impact(&a.dataset, a.column.as_deref().unwrap_or_default());
+        if a.format == "json" {
+            println!("{}", serde_json::to_string_pretty(&impact)?);
+        } else {
+            println!(
+                "changing {}.{} affects:",
+                a.dataset,
+                a.column.as_deref().unwrap_or_default()
+            );
+            for (d, c) in &impact.columns {
+                println!(
+                    "  column   {d}.{}",
+                    if c.is_empty() { "(every row)" } else { c }
+                );
+            }
+            for d in &impact.datasets {
+                println!("  dataset  {d}");
+            }
+            for p in &impact.pipelines {
+                println!("  pipeline {p}");
+            }
+        }
+        return Ok(());
+    }
+    let dir = if a.downstream {
+        Direction::Downstream
+    } else {
+        Direction::Upstream
+    };
+    let walk = graph.walk(&a.dataset, a.column.as_deref(), dir, a.depth);
+    match a.format.as_str() {
+        "json" => println!("{}", serde_json::to_string_pretty(&walk)?),
+        "dot" => {
+            let edges: Vec<_> = walk.edges.into_iter().map(|(_, e)| e).collect();
+            print!("{}", Graph::dot(&edges));
+        }
+        "text" => {
+            for (d, e) in walk.edges {
+                let field = |f: &str| {
+                    if f.is_empty() {
+                        "(rows)".to_string()
+                    } else {
+                        f.to_string()
+                    }
+                };
+                println!(
+                    "{}{}.{} <- {}.{}  [{}]  ({})",
+                    "  ".repeat(d - 1),
+                    e.target_dataset,
+                    field(&e.target_field),
+                    e.source_dataset,
+                    field(&e.source_field),
+                    e.subtypes.join(","),
+                    e.pipeline
+                );
+            }
+        }
+        other => bail!("unknown format '{other}' (text, json or dot)"),
+    }
+    Ok(())
+}
+
 async fn scheduler(home: &Home, config: Config) -> Result<Arc<Scheduler>> {
     let runner = pipes::runner(home).await?;
     Ok(Scheduler::new(runner, home.pipelines_dir(), config))

@@ -1217,6 +1217,164 @@ pub async fn sql(
     }))
 }
 
+// ---- lineage ----------------------------------------------------------
+
+/// Where to start a lineage walk.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LineageQuery {
+    /// A table (`namespace.table`) or a file pattern dataset (`raw:…`).
+    pub dataset: String,
+    /// One column; every column when absent.
+    pub column: Option<String>,
+    /// `upstream` (default) or `downstream`.
+    pub direction: Option<String>,
+    /// At most this many hops (0 or absent: all).
+    pub depth: Option<u32>,
+}
+
+/// An edge of a walk, with its distance from the start.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineageHop {
+    /// Hops from the start.
+    pub depth: usize,
+    /// The edge.
+    pub edge: gridata_state::LineageEdge,
+}
+
+/// A lineage walk.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineageWalk {
+    /// Edges in the order found.
+    pub edges: Vec<LineageHop>,
+}
+
+/// A column of a dataset.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ColumnRef {
+    /// Dataset.
+    pub dataset: String,
+    /// Column; empty for every row of the dataset.
+    pub column: String,
+}
+
+/// What changing a column affects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImpactResponse {
+    /// Downstream columns.
+    pub columns: Vec<ColumnRef>,
+    /// Downstream datasets.
+    pub datasets: Vec<String>,
+    /// Pipelines whose writes read an affected column.
+    pub pipelines: Vec<String>,
+}
+
+async fn lineage_walk(s: &AppState, q: &LineageQuery) -> ApiResult<gridata_metadata::graph::Walk> {
+    let dir = match q.direction.as_deref() {
+        None | Some("upstream") => gridata_metadata::Direction::Upstream,
+        Some("downstream") => gridata_metadata::Direction::Downstream,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "direction '{other}': upstream or downstream"
+            )));
+        }
+    };
+    let graph = gridata_metadata::Graph::new(s.scheduler.store().lineage_edges().await?);
+    if !graph.datasets().contains(&q.dataset) {
+        return Err(ApiError::not_found(format!(
+            "no lineage recorded for '{}'",
+            q.dataset
+        )));
+    }
+    Ok(graph.walk(
+        &q.dataset,
+        q.column.as_deref(),
+        dir,
+        q.depth.unwrap_or(0) as usize,
+    ))
+}
+
+/// Column lineage from a dataset or column, upstream or downstream.
+#[utoipa::path(get, path = "/api/v1/lineage", tag = "lineage", params(LineageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = LineageWalk), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn lineage(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<LineageQuery>,
+) -> ApiResult<Json<LineageWalk>> {
+    caller.require(Role::Viewer)?;
+    let walk = lineage_walk(&s, &q).await?;
+    Ok(Json(LineageWalk {
+        edges: walk
+            .edges
+            .into_iter()
+            .map(|(depth, edge)| LineageHop { depth, edge })
+            .collect(),
+    }))
+}
+
+/// The same walk as Graphviz DOT.
+#[utoipa::path(get, path = "/api/v1/lineage/dot", tag = "lineage", params(LineageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "DOT text", content_type = "text/vnd.graphviz", body = String),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn lineage_dot(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<LineageQuery>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(Role::Viewer)?;
+    let walk = lineage_walk(&s, &q).await?;
+    let edges: Vec<_> = walk.edges.into_iter().map(|(_, e)| e).collect();
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/vnd.graphviz")],
+        gridata_metadata::Graph::dot(&edges),
+    ))
+}
+
+/// The column whose change is assessed.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImpactQuery {
+    /// Dataset.
+    pub dataset: String,
+    /// Column.
+    pub column: String,
+}
+
+/// Everything downstream of a column: columns, datasets, pipelines.
+#[utoipa::path(get, path = "/api/v1/lineage/impact", tag = "lineage", params(ImpactQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = ImpactResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn lineage_impact(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ImpactQuery>,
+) -> ApiResult<Json<ImpactResponse>> {
+    caller.require(Role::Viewer)?;
+    let graph = gridata_metadata::Graph::new(s.scheduler.store().lineage_edges().await?);
+    if !graph.datasets().contains(&q.dataset) {
+        return Err(ApiError::not_found(format!(
+            "no lineage recorded for '{}'",
+            q.dataset
+        )));
+    }
+    let i = graph.impact(&q.dataset, &q.column);
+    Ok(Json(ImpactResponse {
+        columns: i
+            .columns
+            .into_iter()
+            .map(|(dataset, column)| ColumnRef { dataset, column })
+            .collect(),
+        datasets: i.datasets.into_iter().collect(),
+        pipelines: i.pipelines.into_iter().collect(),
+    }))
+}
+
 // ---- access and system ------------------------------------------------
 
 /// A token, without its secret.
@@ -1414,9 +1572,10 @@ impl utoipa::Modify for Security {
     paths(health, list_pipelines, get_pipeline, validate_pipeline, pause_pipeline, list_runs,
         trigger_run, get_run, cancel_run, clear_run, get_task, task_logs, run_checks, run_rejected,
         start_backfill, list_backfills, list_tables, get_table, table_snapshots, rollback_table,
-        sql, list_tokens, create_token, revoke_token, list_pools, put_pool, list_schedulers),
+        sql, lineage, lineage_dot, lineage_impact, list_tokens, create_token, revoke_token, list_pools, put_pool, list_schedulers),
     modifiers(&Security),
     tags((name = "pipelines"), (name = "runs"), (name = "quality"), (name = "tables"),
+        (name = "lineage"),
         (name = "access"), (name = "system"))
 )]
 pub struct ApiDoc;
@@ -1465,6 +1624,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tables/{name}/snapshots", get(table_snapshots))
         .route("/api/v1/tables/{name}/rollback", post(rollback_table))
         .route("/api/v1/sql", post(sql))
+        .route("/api/v1/lineage", get(lineage))
+        .route("/api/v1/lineage/dot", get(lineage_dot))
+        .route("/api/v1/lineage/impact", get(lineage_impact))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{token_id}", delete(revoke_token))
         .route("/api/v1/pools", get(list_pools))
