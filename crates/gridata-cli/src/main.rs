@@ -75,6 +75,14 @@ enum Command {
     /// Pools limiting concurrent tasks across pipelines and schedulers.
     #[command(subcommand)]
     Pool(serve::PoolCmd),
+    /// Classify a table's columns as personal data (e-mail, phone, name,
+    /// street address, IP address, card number, date of birth) from their
+    /// names and a sample of values.
+    Pii {
+        table: String,
+        #[arg(long, short, default_value = "text")]
+        format: String,
+    },
     /// Column lineage: upstream, downstream, impact; text, JSON or DOT.
     Lineage(serve::LineageArgs),
     #[command(flatten)]
@@ -399,6 +407,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::serve(&open_home(&cli).await?, args).await?,
         Command::Token(cmd) => serve::token_cmd(&open_home(&cli).await?, cmd).await?,
         Command::Pool(cmd) => serve::pool_cmd(&open_home(&cli).await?, cmd).await?,
+        Command::Pii { table, format } => {
+            serve::pii(&open_home(&cli).await?, table, format).await?
+        }
         Command::Lineage(args) => serve::lineage(&open_home(&cli).await?, args).await?,
         Command::Control(cmd) => serve::control(&open_home(&cli).await?, cmd).await?,
     }

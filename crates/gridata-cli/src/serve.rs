@@ -222,6 +222,38 @@ pub async fn lineage(home: &Home, a: &LineageArgs) -> Result<()> {
     Ok(())
 }
 
+/// `gridata pii <table>`: classify each column from a sample of rows.
+pub async fn pii(home: &Home, table: &str, format: &str) -> Result<()> {
+    let name = gridata_core::TableName::parse(table)?;
+    let lake = gridata_lake::Lake::open(home).await?;
+    let engine = gridata_engine::Engine::new(lake).await?;
+    let (_, batches) = engine
+        .query(&format!("SELECT * FROM {name} LIMIT 1000"))
+        .await?;
+    let found = gridata_metadata::pii::classify_batches(&batches);
+    if format == "json" {
+        let v: Vec<_> = found
+            .iter()
+            .map(|(c, k)| serde_json::json!({ "column": c, "pii": k }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for (col, k) in &found {
+        match k {
+            Some(k) => println!(
+                "{col:<24} {:<15} {:.2}  {}  ({})",
+                k.kind.as_str(),
+                k.confidence,
+                k.tags.join(","),
+                k.reason
+            ),
+            None => println!("{col:<24} -"),
+        }
+    }
+    Ok(())
+}
+
 async fn scheduler(home: &Home, config: Config) -> Result<Arc<Scheduler>> {
     let runner = pipes::runner(home).await?;
     Ok(Scheduler::new(runner, home.pipelines_dir(), config))

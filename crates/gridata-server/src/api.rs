@@ -1112,6 +1112,57 @@ pub async fn table_snapshots(
     ))
 }
 
+/// A column's PII classification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PiiColumn {
+    /// Column.
+    pub column: String,
+    /// `email`, `phone`, `person_name`, `street_address`, `ip_address`,
+    /// `card_number` or `date_of_birth`; absent when not personal data.
+    pub kind: Option<String>,
+    /// How sure, 0 to 1.
+    pub confidence: Option<f64>,
+    /// Tags such as `pii.email`, `gdpr`, `ccpa`.
+    pub tags: Vec<String>,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// Classify a table's columns as personal data from a sample of rows.
+#[utoipa::path(get, path = "/api/v1/tables/{name}/pii", tag = "tables",
+    params(("name" = String, Path, description = "`namespace.table`")), security(("bearer" = [])),
+    responses((status = 200, body = Vec<PiiColumn>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn table_pii(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<PiiColumn>>> {
+    caller.require(Role::Viewer)?;
+    let name = table_name(&name)?;
+    let lake = s.scheduler.runner().lake();
+    lake.load_table(&name).await?;
+    let engine = gridata_engine::Engine::new(lake.clone())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (_, batches) = engine
+        .query(&format!("SELECT * FROM {name} LIMIT 1000"))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(
+        gridata_metadata::pii::classify_batches(&batches)
+            .into_iter()
+            .map(|(column, c)| PiiColumn {
+                column,
+                kind: c.as_ref().map(|c| c.kind.as_str().to_string()),
+                confidence: c.as_ref().map(|c| c.confidence),
+                tags: c.as_ref().map(|c| c.tags.clone()).unwrap_or_default(),
+                reason: c.map(|c| c.reason),
+            })
+            .collect(),
+    ))
+}
+
 /// The snapshot to go back to.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RollbackRequest {
@@ -1571,7 +1622,7 @@ impl utoipa::Modify for Security {
     info(title = "Gridata API", description = "Pipelines, runs, tables and quality of a Gridata lakehouse."),
     paths(health, list_pipelines, get_pipeline, validate_pipeline, pause_pipeline, list_runs,
         trigger_run, get_run, cancel_run, clear_run, get_task, task_logs, run_checks, run_rejected,
-        start_backfill, list_backfills, list_tables, get_table, table_snapshots, rollback_table,
+        start_backfill, list_backfills, list_tables, get_table, table_snapshots, table_pii, rollback_table,
         sql, lineage, lineage_dot, lineage_impact, list_tokens, create_token, revoke_token, list_pools, put_pool, list_schedulers),
     modifiers(&Security),
     tags((name = "pipelines"), (name = "runs"), (name = "quality"), (name = "tables"),
@@ -1622,6 +1673,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tables", get(list_tables))
         .route("/api/v1/tables/{name}", get(get_table))
         .route("/api/v1/tables/{name}/snapshots", get(table_snapshots))
+        .route("/api/v1/tables/{name}/pii", get(table_pii))
         .route("/api/v1/tables/{name}/rollback", post(rollback_table))
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/lineage", get(lineage))
