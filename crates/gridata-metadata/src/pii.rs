@@ -438,47 +438,6 @@ pub fn evaluate(columns: &[Labelled]) -> Evaluation {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_alone_do_not_override_values() {
-        assert!(classify("phone_model", &["iPhone 15", "Pixel 8"]).is_none());
-        assert_eq!(
-            classify("mobile", &[]).map(|c| c.kind),
-            Some(PiiKind::Phone)
-        );
-        let c = classify("c7", &["a@b.com", "x.y@z.org"]).unwrap();
-        assert_eq!(c.kind, PiiKind::Email);
-        assert!(c.tags.contains(&"pii.email".to_string()));
-        assert!(classify("app_version", &["1.2.3.4", "2.0.0.1"]).is_none());
-        assert!(is_card("4111 1111 1111 1111") && !is_card("4111 1111 1111 1112"));
-        assert_eq!(tokens("customerFirstName2"), ["customer", "first", "name2"]);
-    }
-
-    #[test]
-    fn precision_and_recall_on_the_labelled_fixture() {
-        #[derive(Deserialize)]
-        struct Fixture {
-            columns: Vec<Labelled>,
-        }
-        for set in ["fixture", "holdout"] {
-            let path = format!("{}/../../bench/pii/{set}.json", env!("CARGO_MANIFEST_DIR"));
-            let f: Fixture =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let e = evaluate(&f.columns);
-            assert!(
-                e.precision >= 0.95 && e.recall >= 0.95,
-                "{set}: precision {:.3}, recall {:.3}, mistakes {:?}",
-                e.precision,
-                e.recall,
-                e.mistakes
-            );
-        }
-    }
-}
-
 /// Classify every column of sampled rows: the string form of up to 200
 /// non-null values per column is looked at.
 pub fn classify_batches(
@@ -518,4 +477,45 @@ pub fn classify_batches(
             (f.name().clone(), classify(f.name(), &refs))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_alone_do_not_override_values() {
+        assert!(classify("phone_model", &["iPhone 15", "Pixel 8"]).is_none());
+        assert_eq!(
+            classify("mobile", &[]).map(|c| c.kind),
+            Some(PiiKind::Phone)
+        );
+        let c = classify("c7", &["a@b.com", "x.y@z.org"]).unwrap();
+        assert_eq!(c.kind, PiiKind::Email);
+        assert!(c.tags.contains(&"pii.email".to_string()));
+        assert!(classify("app_version", &["1.2.3.4", "2.0.0.1"]).is_none());
+        assert!(is_card("4111 1111 1111 1111") && !is_card("4111 1111 1111 1112"));
+        assert_eq!(tokens("customerFirstName2"), ["customer", "first", "name2"]);
+    }
+
+    #[test]
+    fn precision_and_recall_on_the_labelled_fixture() {
+        #[derive(Deserialize)]
+        struct Fixture {
+            columns: Vec<Labelled>,
+        }
+        for set in ["fixture", "holdout"] {
+            let path = format!("{}/../../bench/pii/{set}.json", env!("CARGO_MANIFEST_DIR"));
+            let f: Fixture =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let e = evaluate(&f.columns);
+            assert!(
+                e.precision >= 0.95 && e.recall >= 0.95,
+                "{set}: precision {:.3}, recall {:.3}, mistakes {:?}",
+                e.precision,
+                e.recall,
+                e.mistakes
+            );
+        }
+    }
 }
