@@ -61,7 +61,8 @@ pub struct Config {
     /// How often to look for claimable runs when nothing wakes the loop.
     pub claim_interval: Duration,
     /// How often triggers are evaluated (cron, tables, backfills, and
-    /// file listing where notifications are not available).
+    /// file listing where notifications are not available; with them,
+    /// listing runs every 30 s as a safety net).
     pub tick: Duration,
     /// How long shutdown waits for running tasks before handing runs back.
     pub shutdown_grace: Duration,
@@ -158,6 +159,9 @@ pub struct Scheduler {
     stopping: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<Event>,
     seen_files: Mutex<HashSet<String>>,
+    /// Local zones are watched: listing is only a safety net then.
+    watching: std::sync::atomic::AtomicBool,
+    last_listing_ms: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -200,6 +204,8 @@ impl Scheduler {
             stopping: std::sync::atomic::AtomicBool::new(false),
             events: broadcast::channel(4096).0,
             seen_files: Mutex::new(HashSet::new()),
+            watching: std::sync::atomic::AtomicBool::new(false),
+            last_listing_ms: std::sync::atomic::AtomicI64::new(0),
         });
         me.reload();
         me
@@ -445,6 +451,8 @@ impl Scheduler {
         } else {
             None
         };
+        self.watching
+            .store(watcher.is_some(), std::sync::atomic::Ordering::SeqCst);
         Handle {
             scheduler: self.clone(),
             tasks,
@@ -614,7 +622,15 @@ impl Scheduler {
     /// Evaluate every trigger once: cron, tables, files (by listing) and
     /// backfills.
     pub async fn tick(self: &Arc<Self>) -> Result<()> {
+        use std::sync::atomic::Ordering;
         let paused = self.store.paused().await?;
+        // With notifications, list every 30 s only, to catch what they miss.
+        let now = self.clock.now_ms();
+        let list = !self.watching.load(Ordering::SeqCst)
+            || now - self.last_listing_ms.load(Ordering::SeqCst) >= 30_000;
+        if list {
+            self.last_listing_ms.store(now, Ordering::SeqCst);
+        }
         for (id, p) in self.pipelines() {
             if paused.contains(&id) {
                 continue;
@@ -628,7 +644,7 @@ impl Scheduler {
                 if !t.tables.is_empty() {
                     triggers::tables(self, &p).await?;
                 }
-                if t.files.is_some() {
+                if t.files.is_some() && list {
                     triggers::files(self, &p, None).await?;
                 }
                 Ok::<(), Error>(())
