@@ -362,9 +362,22 @@ pub(crate) fn watch_files(s: Arc<Scheduler>) -> Option<notify::RecommendedWatche
     tokio::spawn(async move {
         while let Some(path) = rx.recv().await {
             // Files can land in a new folder before its watch exists: a
-            // new folder is scanned at once.
+            // new folder is scanned at once, and again shortly after, while
+            // its watch is being set up.
+            let is_dir = path.is_dir();
             for file in files_under(&path) {
                 on_file(&s, &file).await;
+            }
+            if is_dir {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    for wait in [200, 1000] {
+                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                        for file in files_under(&path) {
+                            on_file(&s, &file).await;
+                        }
+                    }
+                });
             }
         }
     });
