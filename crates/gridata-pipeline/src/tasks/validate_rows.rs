@@ -187,6 +187,39 @@ struct Plan {
     cases: Vec<(String, String, String)>,
 }
 
+/// Columns pass through unchanged; the columns the rules read decide which
+/// rows pass (FILTER), and `exists_in` keys join (JOIN). Custom SQL rules
+/// are not analysed.
+fn rule_lineage(cfg: &ValidateRows, columns: &[String]) -> gridata_metadata::ColumnLineage {
+    use gridata_metadata::Subtype;
+    let input = TaskCtx::input_dataset(&cfg.input);
+    let mut l = gridata_metadata::ColumnLineage::identity(&input, columns);
+    let mut rows = |ds: &str, col: &str, sub: Subtype| {
+        l.dataset
+            .entry((ds.to_string(), col.to_string()))
+            .or_default()
+            .insert(sub);
+    };
+    for r in &cfg.rules {
+        let mut cols: Vec<&str> = Vec::new();
+        cols.extend(r.not_null.iter().flatten().map(String::as_str));
+        cols.extend(r.unique.iter().flatten().map(String::as_str));
+        cols.extend(r.parseable.as_ref().map(|p| p.column.as_str()));
+        cols.extend(r.range.as_ref().map(|p| p.column.as_str()));
+        cols.extend(r.accepted_values.as_ref().map(|p| p.column.as_str()));
+        cols.extend(r.regex.as_ref().map(|p| p.column.as_str()));
+        for c in cols {
+            rows(&input, c, Subtype::Filter);
+        }
+        if let Some(e) = &r.exists_in {
+            rows(&input, &e.column, Subtype::Join);
+            let key = e.key.as_deref().unwrap_or(&e.column);
+            rows(&TaskCtx::input_dataset(&e.dataset), key, Subtype::Join);
+        }
+    }
+    l
+}
+
 pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult, TaskError> {
     let engine = ctx.session().await?;
     let mut result = TaskResult::default();
@@ -528,10 +561,7 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    ctx.set_lineage(gridata_metadata::ColumnLineage::identity(
-        &TaskCtx::input_dataset(&cfg.input),
-        &columns,
-    ));
+    ctx.set_lineage(rule_lineage(cfg, &columns));
     ctx.set_output_file(provider, &staged);
     // Lines quarantined while landing a raw input count as rows in too.
     let malformed = result.rows.rows_rejected;
