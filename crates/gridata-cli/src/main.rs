@@ -83,6 +83,9 @@ enum Command {
         #[arg(long, short, default_value = "text")]
         format: String,
     },
+    /// Search the datasets pipelines wrote: names, columns, descriptions,
+    /// tags, owners; facets by namespace, tag, owner and PII.
+    Search(serve::SearchArgs),
     /// Column lineage: upstream, downstream, impact; text, JSON or DOT.
     Lineage(serve::LineageArgs),
     #[command(flatten)]
@@ -410,6 +413,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Pii { table, format } => {
             serve::pii(&open_home(&cli).await?, table, format).await?
         }
+        Command::Search(args) => serve::search(&open_home(&cli).await?, args).await?,
         Command::Lineage(args) => serve::lineage(&open_home(&cli).await?, args).await?,
         Command::Control(cmd) => serve::control(&open_home(&cli).await?, cmd).await?,
     }

@@ -222,6 +222,69 @@ pub async fn lineage(home: &Home, a: &LineageArgs) -> Result<()> {
     Ok(())
 }
 
+/// `gridata search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words that must all match (names, columns, descriptions, tags, owners).
+    #[arg(default_value = "")]
+    pub query: String,
+    #[arg(long)]
+    pub namespace: Option<String>,
+    #[arg(long)]
+    pub tag: Option<String>,
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Only datasets with PII columns.
+    #[arg(long)]
+    pub pii: bool,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// text or json.
+    #[arg(long, short, default_value = "text")]
+    pub format: String,
+}
+
+/// `gridata search …`: the dataset registry, filled by pipeline writes.
+pub async fn search(home: &Home, a: &SearchArgs) -> Result<()> {
+    use gridata_metadata::search::{Filters, Index};
+    let store = pipes::state(home).await?;
+    let index = Index::new(store.datasets().await?);
+    let r = index.search(
+        &a.query,
+        &Filters {
+            namespace: a.namespace.clone(),
+            tag: a.tag.clone(),
+            owner: a.owner.clone(),
+            pii: a.pii.then_some(true),
+        },
+        a.limit,
+        0,
+    );
+    if a.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!("{} of {} datasets", r.total, index.len());
+    for h in &r.hits {
+        println!(
+            "{:<32} {:>5.1}  {}{}",
+            h.name,
+            h.score,
+            h.description.as_deref().unwrap_or(""),
+            if h.columns.is_empty() {
+                String::new()
+            } else {
+                format!("  [columns: {}]", h.columns.join(", "))
+            }
+        );
+    }
+    for (facet, counts) in &r.facets {
+        let c: Vec<String> = counts.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+        println!("  {facet}: {}", c.join(", "));
+    }
+    Ok(())
+}
+
 /// `gridata pii <table>`: classify each column from a sample of rows.
 pub async fn pii(home: &Home, table: &str, format: &str) -> Result<()> {
     let name = gridata_core::TableName::parse(table)?;

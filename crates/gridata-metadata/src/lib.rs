@@ -6,6 +6,7 @@
 pub mod graph;
 pub mod lineage;
 pub mod pii;
+pub mod search;
 
 pub use graph::{Direction, Graph, Impact};
 pub use lineage::{ColumnLineage, Deps, Kind, Subtype, column_lineage};

@@ -161,6 +161,8 @@ fn hint(kind: PiiKind, t: &[String]) -> bool {
             ]) {
                 return false;
             }
+            // A bare `name` is too often a thing's name (products, stores):
+            // it needs a qualifier, as in `customer_name` or `cust_nm`.
             any(&[
                 "surname",
                 "firstname",
@@ -173,9 +175,8 @@ fn hint(kind: PiiKind, t: &[String]) -> bool {
                 "nachname",
                 "nombre",
                 "apellido",
-                "name",
-                "nm",
-            ]) || (has("contact") && has("person"))
+            ]) || ((has("name") || has("nm")) && t.len() >= 2)
+                || (has("contact") && has("person"))
         }
         PiiKind::StreetAddress => {
             any(&["street", "address", "addr", "line1", "line2"]) && !any(&["ip", "email", "mac"])
@@ -494,6 +495,7 @@ mod tests {
         assert_eq!(c.kind, PiiKind::Email);
         assert!(c.tags.contains(&"pii.email".to_string()));
         assert!(classify("app_version", &["1.2.3.4", "2.0.0.1"]).is_none());
+        assert!(classify("name", &["Wireless Headphones", "Usb Charger"]).is_none());
         assert!(is_card("4111 1111 1111 1111") && !is_card("4111 1111 1111 1112"));
         assert_eq!(tokens("customerFirstName2"), ["customer", "first", "name2"]);
     }

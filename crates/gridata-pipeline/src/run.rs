@@ -1050,7 +1050,7 @@ impl Runner {
         let (state, error) = match outcome {
             Outcome::Success => {
                 self.cleanup_staging(run_id).await;
-                self.record_lineage(shared).await;
+                self.record_metadata(shared).await;
                 (RunState::Success, None)
             }
             Outcome::Failed(e) => (RunState::Failed, Some(e)),
@@ -1092,9 +1092,86 @@ impl Runner {
         Ok(())
     }
 
-    /// Store the column lineage of every table this run wrote: it replaces
-    /// the table's previous lineage in the metadata store.
-    async fn record_lineage(&self, shared: &Arc<Shared>) {
+    /// Register every table this run wrote, with its schema, metadata, row
+    /// count and PII found in a sample of rows.
+    async fn register_dataset(&self, table: &str, pipeline: &str, now: i64) {
+        let Ok(name) = TableName::parse(table) else {
+            return;
+        };
+        let Ok(t) = self.lake.load_table(&name).await else {
+            return;
+        };
+        let props = t.metadata.properties();
+        let list = |k: &str| -> Vec<String> {
+            props
+                .get(k)
+                .map(|v| {
+                    v.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let pii: HashMap<String, gridata_metadata::Classification> = async {
+            let engine = Engine::new(self.lake.clone()).await.ok()?;
+            let (_, batches) = engine
+                .query(&format!("SELECT * FROM {name} LIMIT 200"))
+                .await
+                .ok()?;
+            Some(
+                gridata_metadata::pii::classify_batches(&batches)
+                    .into_iter()
+                    .filter_map(|(c, k)| k.map(|k| (c, k)))
+                    .collect(),
+            )
+        }
+        .await
+        .unwrap_or_default();
+        let snap = t.metadata.current_snapshot();
+        let record = gridata_state::DatasetRecord {
+            name: table.to_string(),
+            namespace: name.namespace_str(),
+            description: props.get("comment").cloned(),
+            owners: list("owner"),
+            tags: list("gridata.tags"),
+            domain: props.get("gridata.domain").cloned(),
+            columns: t
+                .metadata
+                .current_schema()
+                .as_struct()
+                .fields()
+                .iter()
+                .map(|f| gridata_state::ColumnInfo {
+                    name: f.name.clone(),
+                    ty: f.field_type.to_string(),
+                    description: f.doc.clone().or_else(|| {
+                        props
+                            .get(&format!("gridata.column.{}.description", f.name))
+                            .cloned()
+                    }),
+                    pii: pii.get(&f.name).map(|k| k.kind.as_str().to_string()),
+                    pii_confidence: pii.get(&f.name).map(|k| k.confidence),
+                })
+                .collect(),
+            row_count: snap.and_then(|s| {
+                s.summary()
+                    .additional_properties
+                    .get("total-records")
+                    .and_then(|v| v.parse().ok())
+            }),
+            snapshot_id: snap.map(|s| s.snapshot_id()),
+            pipeline: Some(pipeline.to_string()),
+            updated_ms: now,
+        };
+        if let Err(e) = self.state.upsert_dataset(&record).await {
+            tracing::warn!(table, error = %e, "could not register dataset");
+        }
+    }
+
+    /// Store the column lineage of every table this run wrote (replacing
+    /// the table's previous lineage) and register the tables.
+    async fn record_metadata(&self, shared: &Arc<Shared>) {
         let run_id = &shared.run_id;
         let Ok(tasks) = self.state.tasks(run_id).await else {
             return;
@@ -1108,10 +1185,13 @@ impl Runner {
             else {
                 continue;
             };
-            let (Some(table), Some(lineage)) = (v["table"].as_str(), v.get("lineage")) else {
+            let Some(table) = v["table"].as_str() else {
                 continue;
             };
+            let lineage = v.get("lineage").cloned().unwrap_or_default();
             if lineage.is_null() {
+                self.register_dataset(table, &shared.pipeline.pipeline.id, now)
+                    .await;
                 continue;
             }
             let edge = |field: &str, src: &serde_json::Value| gridata_state::LineageEdge {
@@ -1144,6 +1224,8 @@ impl Runner {
             if let Err(e) = self.state.record_lineage(table, &edges).await {
                 tracing::warn!(table, error = %e, "could not record lineage");
             }
+            self.register_dataset(table, &shared.pipeline.pipeline.id, now)
+                .await;
         }
     }
 

@@ -723,6 +723,38 @@ async fn column_lineage_of_the_shipped_pipelines() {
             "{s} not upstream of lifetime_value: {sources:#?}"
         );
     }
+    // Every written table is registered, with PII found in its columns.
+    let index = gridata_metadata::search::Index::new(env.runner.state().datasets().await.unwrap());
+    let customers = index.get("ecommerce.customers").unwrap();
+    let pii = |c: &str| {
+        customers
+            .columns
+            .iter()
+            .find(|x| x.name == c)
+            .unwrap()
+            .pii
+            .clone()
+    };
+    assert_eq!(pii("email").as_deref(), Some("email"));
+    assert_eq!(pii("birth_date").as_deref(), Some("date_of_birth"));
+    assert_eq!(pii("customer_id"), None);
+    assert!(customers.row_count.unwrap() > 0 && !customers.owners.is_empty());
+    let found = index.search("lifetime", &Default::default(), 10, 0);
+    assert_eq!(found.hits[0].name, "analytics.customer_360");
+    let with_pii = index.search(
+        "",
+        &gridata_metadata::search::Filters {
+            pii: Some(true),
+            ..Default::default()
+        },
+        10,
+        0,
+    );
+    assert!(
+        with_pii.facets["pii"].contains_key("email"),
+        "{:?}",
+        with_pii.facets
+    );
     let impact = graph.impact("ecommerce.orders", "order_total");
     assert!(
         impact

@@ -1426,6 +1426,115 @@ pub async fn lineage_impact(
     }))
 }
 
+// ---- datasets and search ----------------------------------------------
+
+/// A search.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Words that must all match; empty lists everything.
+    pub q: Option<String>,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only this tag.
+    pub tag: Option<String>,
+    /// Only this owner.
+    pub owner: Option<String>,
+    /// Only datasets with (true) or without (false) PII columns.
+    pub pii: Option<bool>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// Items to skip.
+    pub offset: Option<u32>,
+}
+
+/// A search result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchHit {
+    /// Dataset.
+    pub name: String,
+    /// Relevance.
+    pub score: f64,
+    /// Description.
+    pub description: Option<String>,
+    /// Matching columns.
+    pub columns: Vec<String>,
+}
+
+/// Search results with facet counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResponse {
+    /// Matches in all.
+    pub total: u64,
+    /// This page.
+    pub hits: Vec<SearchHit>,
+    /// Counts by `namespace`, `tag`, `owner`, `pii`.
+    pub facets: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// Search datasets by name, columns, description, tags and owners.
+#[utoipa::path(get, path = "/api/v1/search", tag = "datasets", params(SearchQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn search(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> ApiResult<Json<SearchResponse>> {
+    caller.require(Role::Viewer)?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let index = s.index().await?;
+    let r = index.search(
+        q.q.as_deref().unwrap_or(""),
+        &gridata_metadata::search::Filters {
+            namespace: q.namespace,
+            tag: q.tag,
+            owner: q.owner,
+            pii: q.pii,
+        },
+        limit as usize,
+        offset as usize,
+    );
+    Ok(Json(SearchResponse {
+        total: r.total as u64,
+        hits: r
+            .hits
+            .into_iter()
+            .map(|h| SearchHit {
+                name: h.name,
+                score: h.score,
+                description: h.description,
+                columns: h.columns,
+            })
+            .collect(),
+        facets: r
+            .facets
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().map(|(a, n)| (a, n as u64)).collect()))
+            .collect(),
+    }))
+}
+
+/// A registered dataset: schema with PII, owners, tags, freshness.
+#[utoipa::path(get, path = "/api/v1/datasets/{name}", tag = "datasets",
+    params(("name" = String, Path, description = "`namespace.table`")), security(("bearer" = [])),
+    responses((status = 200, body = gridata_state::DatasetRecord), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn get_dataset(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<gridata_state::DatasetRecord>> {
+    caller.require(Role::Viewer)?;
+    let index = s.index().await?;
+    index
+        .get(&name)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("dataset '{name}' is not registered")))
+}
+
 // ---- access and system ------------------------------------------------
 
 /// A token, without its secret.
@@ -1623,10 +1732,10 @@ impl utoipa::Modify for Security {
     paths(health, list_pipelines, get_pipeline, validate_pipeline, pause_pipeline, list_runs,
         trigger_run, get_run, cancel_run, clear_run, get_task, task_logs, run_checks, run_rejected,
         start_backfill, list_backfills, list_tables, get_table, table_snapshots, table_pii, rollback_table,
-        sql, lineage, lineage_dot, lineage_impact, list_tokens, create_token, revoke_token, list_pools, put_pool, list_schedulers),
+        sql, lineage, lineage_dot, lineage_impact, search, get_dataset, list_tokens, create_token, revoke_token, list_pools, put_pool, list_schedulers),
     modifiers(&Security),
     tags((name = "pipelines"), (name = "runs"), (name = "quality"), (name = "tables"),
-        (name = "lineage"),
+        (name = "lineage"), (name = "datasets"),
         (name = "access"), (name = "system"))
 )]
 pub struct ApiDoc;
@@ -1676,6 +1785,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tables/{name}/pii", get(table_pii))
         .route("/api/v1/tables/{name}/rollback", post(rollback_table))
         .route("/api/v1/sql", post(sql))
+        .route("/api/v1/search", get(search))
+        .route("/api/v1/datasets/{name}", get(get_dataset))
         .route("/api/v1/lineage", get(lineage))
         .route("/api/v1/lineage/dot", get(lineage_dot))
         .route("/api/v1/lineage/impact", get(lineage_impact))

@@ -38,7 +38,12 @@ pub struct AppState {
     pub open: bool,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The search index and the registry version it was built from.
+    index: Arc<tokio::sync::Mutex<CachedIndex>>,
 }
+
+/// The registry version (count, latest update) and the index built from it.
+type CachedIndex = ((i64, i64), Arc<gridata_metadata::search::Index>);
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,7 +100,27 @@ impl AppState {
             scheduler,
             open,
             metrics,
+            index: Arc::new(tokio::sync::Mutex::new((
+                (-1, -1),
+                Arc::new(gridata_metadata::search::Index::default()),
+            ))),
         })
+    }
+
+    /// The search index, rebuilt when the registry changed.
+    pub async fn index(&self) -> Result<Arc<gridata_metadata::search::Index>, ApiError> {
+        let store = self.scheduler.store();
+        let version = store.datasets_version().await?;
+        let mut cached = self.index.lock().await;
+        if cached.0 != version {
+            *cached = (
+                version,
+                Arc::new(gridata_metadata::search::Index::new(
+                    store.datasets().await?,
+                )),
+            );
+        }
+        Ok(cached.1.clone())
     }
 }
 

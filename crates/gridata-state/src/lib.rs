@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
-mod lineage;
+mod metadata;
 mod sched;
-pub use lineage::{LineageEdge, MetadataStore};
+pub use metadata::{ColumnInfo, DatasetRecord, LineageEdge, MetadataStore};
 pub use sched::{
     BackfillRecord, ClaimLimits, Heartbeat, PoolRecord, SchedulerInfo, SchedulerStore, Store,
     TokenRecord,
@@ -419,7 +419,7 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn file_counts(&self, run_id: &str) -> Result<Vec<FileCounts>>;
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS gridata_state_version (version BIGINT NOT NULL)",
@@ -560,6 +560,13 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             run_id TEXT NOT NULL,
             updated_ms BIGINT NOT NULL,
             PRIMARY KEY (target_dataset, target_field, source_dataset, source_field))"],
+    ),
+    (
+        4,
+        &["CREATE TABLE datasets (
+            name TEXT PRIMARY KEY,
+            doc TEXT NOT NULL,
+            updated_ms BIGINT NOT NULL)"],
     ),
 ];
 
@@ -1276,7 +1283,7 @@ mod tests {
         let store = SqlStateStore::memory().await.unwrap();
         suite(&store).await;
         crate::sched::tests::suite(&store, "mem").await;
-        crate::lineage::tests::suite(&store, "mem").await;
+        crate::metadata::tests::suite(&store, "mem").await;
     }
 
     #[tokio::test]
@@ -1328,6 +1335,6 @@ mod tests {
             .unwrap()
             .as_nanos();
         crate::sched::tests::suite(&store, &format!("pg{nanos}")).await;
-        crate::lineage::tests::suite(&store, &format!("pg{nanos}")).await;
+        crate::metadata::tests::suite(&store, &format!("pg{nanos}")).await;
     }
 }

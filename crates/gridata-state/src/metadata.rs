@@ -1,6 +1,8 @@
-//! Column lineage edges: the latest lineage recorded for each dataset.
+//! Metadata: column lineage edges and the dataset registry, as last
+//! recorded for each dataset.
 //!
 //! Invariants:
+//! - A dataset's registry entry is replaced whole by each successful write.
 //! - Recording a dataset's lineage replaces all of its previous edges in
 //!   one transaction: the graph always shows what the last successful
 //!   write derived, never a mix of two writes.
@@ -36,13 +38,75 @@ pub struct LineageEdge {
     pub updated_ms: i64,
 }
 
-/// Where lineage is kept.
+/// A column of a registered dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ColumnInfo {
+    /// Name.
+    pub name: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// PII kind found, such as `email`.
+    #[serde(default)]
+    pub pii: Option<String>,
+    /// Confidence of the PII kind.
+    #[serde(default)]
+    pub pii_confidence: Option<f64>,
+}
+
+/// A dataset in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DatasetRecord {
+    /// `namespace.table`.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Owners.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Business domain.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Columns of the current schema.
+    #[serde(default)]
+    pub columns: Vec<ColumnInfo>,
+    /// Rows in the current snapshot.
+    #[serde(default)]
+    pub row_count: Option<u64>,
+    /// Current snapshot.
+    #[serde(default)]
+    pub snapshot_id: Option<i64>,
+    /// The pipeline that last wrote it.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Last write (ms): freshness.
+    pub updated_ms: i64,
+}
+
+/// Where lineage and the dataset registry are kept.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Replace the lineage of `dataset` with `edges`.
     async fn record_lineage(&self, dataset: &str, edges: &[LineageEdge]) -> Result<()>;
     /// Every edge.
     async fn lineage_edges(&self) -> Result<Vec<LineageEdge>>;
+    /// Register (replace) a dataset.
+    async fn upsert_dataset(&self, d: &DatasetRecord) -> Result<()>;
+    /// Every registered dataset, by name.
+    async fn datasets(&self) -> Result<Vec<DatasetRecord>>;
+    /// How many datasets and the latest update: changes when the registry does.
+    async fn datasets_version(&self) -> Result<(i64, i64)>;
 }
 
 #[async_trait]
@@ -77,6 +141,49 @@ impl MetadataStore for SqlStateStore {
             .map_err(db(ctx.clone()))?;
         }
         tx.commit().await.map_err(db(ctx))
+    }
+
+    async fn upsert_dataset(&self, d: &DatasetRecord) -> Result<()> {
+        let doc = serde_json::to_string(d).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO datasets (name, doc, updated_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET doc = $2, updated_ms = $3",
+        )
+        .bind(&d.name)
+        .bind(doc)
+        .bind(d.updated_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db(format!("register dataset {}", d.name)))?;
+        Ok(())
+    }
+
+    async fn datasets(&self) -> Result<Vec<DatasetRecord>> {
+        let rows = sqlx::query("SELECT doc FROM datasets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("read datasets"))?;
+        rows.iter()
+            .map(|r| {
+                let doc: String = r.try_get("doc").map_err(db("read datasets"))?;
+                serde_json::from_str(&doc).map_err(|_| crate::Error::Corrupt {
+                    what: "dataset",
+                    value: doc.chars().take(80).collect(),
+                })
+            })
+            .collect()
+    }
+
+    async fn datasets_version(&self) -> Result<(i64, i64)> {
+        let r =
+            sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(updated_ms), 0) AS m FROM datasets")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("read datasets"))?;
+        Ok((
+            r.try_get("n").map_err(db("read datasets"))?,
+            r.try_get("m").map_err(db("read datasets"))?,
+        ))
     }
 
     async fn lineage_edges(&self) -> Result<Vec<LineageEdge>> {
@@ -146,5 +253,34 @@ pub(crate) mod tests {
             .filter(|e| e.target_dataset == ds)
             .collect();
         assert_eq!(mine, vec![edge("a", "a2", "r2")], "replaced, not merged");
+        let d = DatasetRecord {
+            name: ds.clone(),
+            namespace: "ns".into(),
+            description: Some("orders".into()),
+            owners: vec!["a@x".into()],
+            tags: vec!["gold".into()],
+            domain: None,
+            columns: vec![ColumnInfo {
+                name: "email".into(),
+                ty: "string".into(),
+                description: None,
+                pii: Some("email".into()),
+                pii_confidence: Some(0.9),
+            }],
+            row_count: Some(3),
+            snapshot_id: Some(1),
+            pipeline: Some("p".into()),
+            updated_ms: 5,
+        };
+        store.upsert_dataset(&d).await.unwrap();
+        let mut d2 = d.clone();
+        d2.updated_ms = 6;
+        store.upsert_dataset(&d2).await.unwrap();
+        let all = store.datasets().await.unwrap();
+        assert_eq!(
+            all.iter().filter(|x| x.name == ds).collect::<Vec<_>>(),
+            vec![&d2]
+        );
+        assert!(store.datasets_version().await.unwrap().1 >= 6);
     }
 }
