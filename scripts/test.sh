@@ -10,8 +10,10 @@
 #   * runs, failing fast: cargo fmt --check, cargo clippy -D warnings,
 #     cargo test --workspace -- --include-ignored (doc-tests without it),
 #     cargo build -p gridata-cli,
-#     the PyIceberg interop tests (pytest tests/interop), and the API contract
-#     (tests/api/contract.sh: schemathesis on /api/v1, promtool on /metrics).
+#     the PyIceberg and OpenLineage interop tests (pytest tests/interop), the
+#     API contract (tests/api/contract.sh: schemathesis on /api/v1, promtool
+#     on /metrics), and the web UI end to end (tests/ui/run.sh: Debian's
+#     chromium driven by playwright-core from npm).
 #
 # Environment knobs:
 #   CARGO_TARGET_DIR           default $HOME/.cache/gridata/target (outside the clone,
@@ -149,6 +151,23 @@ apt_install() {
         apt_update
         as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$RUN_DIR/apt.log" 2>&1 \
             || { cat "$RUN_DIR/apt.log" >&2; return 1; }
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# tools: Chromium and playwright-core for the UI test
+# ---------------------------------------------------------------------------
+PLAYWRIGHT_VERSION=1.64.1
+setup_ui_tools() {
+    [[ -x /usr/bin/chromium ]] || apt_install chromium
+    command -v node >/dev/null || apt_install nodejs npm
+    local dir="$GRIDATA_TOOLS/node"
+    if [[ ! -f "$dir/node_modules/playwright-core/package.json" ]] \
+        || ! grep -q "\"version\": \"$PLAYWRIGHT_VERSION\"" "$dir/node_modules/playwright-core/package.json"; then
+        log "npm install playwright-core@$PLAYWRIGHT_VERSION (into $dir)"
+        mkdir -p "$dir"
+        npm --prefix "$dir" install --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_VERSION" >"$RUN_DIR/npm.log" 2>&1 \
+            || { cat "$RUN_DIR/npm.log" >&2; return 1; }
     fi
 }
 
@@ -425,6 +444,9 @@ main() {
     # promtool comes with Debian's prometheus package (its server is not started).
     command -v promtool >/dev/null || apt_install prometheus
     step "api contract" tests/api/contract.sh
+    STEP="ui tools"
+    setup_ui_tools
+    step "ui e2e" tests/ui/run.sh
 
     local cp cf cs pp pf ps
     read -r cp cf cs < <(cargo_counts "$RUN_DIR/cargo-test.log")
@@ -432,11 +454,11 @@ main() {
     STEP="summary"
     stop_services # before the summary, so that it is the last thing printed
     SUMMARY_DONE=1
-    echo "test.sh: fmt ok, clippy ok, cargo test $cp passed ($cs ignored), interop $pp passed ($ps skipped), api contract ok; $((SECONDS - START_TIME))s"
+    echo "test.sh: fmt ok, clippy ok, cargo test $cp passed ($cs ignored), interop $pp passed ($ps skipped), api contract ok, ui e2e ok; $((SECONDS - START_TIME))s"
     if [[ $((cs + ps)) -gt 0 ]]; then
-        echo "summary: $((cp + pp + 1)) passed, $((cf + pf)) failed, $((cs + ps)) skipped"
+        echo "summary: $((cp + pp + 2)) passed, $((cf + pf)) failed, $((cs + ps)) skipped"
     else
-        echo "summary: $((cp + pp + 1)) passed, $((cf + pf)) failed"
+        echo "summary: $((cp + pp + 2)) passed, $((cf + pf)) failed"
     fi
 }
 

@@ -194,12 +194,76 @@ pub fn find(home: &Home, which: &str) -> Result<Loaded> {
 
 pub async fn runner(home: &Home) -> Result<Runner> {
     let lake = gridata_lake::Lake::open(home).await?;
-    Ok(Runner::new(
+    let emitter = openlineage(home, &lake)?.map(|(emitter, _)| emitter);
+    let runner = Runner::new(
         lake,
         state(home).await?,
         Arc::new(SystemClock),
         home.root.clone(),
-    ))
+    );
+    Ok(match emitter {
+        Some(e) => runner.with_openlineage(e),
+        None => runner,
+    })
+}
+
+/// The OpenLineage emitter and sinks configured in `gridata.yaml`, if any.
+pub fn openlineage(
+    home: &Home,
+    lake: &gridata_lake::Lake,
+) -> Result<Option<(gridata_pipeline::Emitter, gridata_metadata::deliver::Sinks)>> {
+    let Some(c) = &home.config.openlineage else {
+        return Ok(None);
+    };
+    let api_key = match &c.api_key {
+        Some(k) => Some(
+            k.resolve()
+                .context("openlineage.api_key")?
+                .expose()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let file = c.file.as_ref().map(|f| {
+        if f.is_absolute() {
+            f.clone()
+        } else {
+            home.root.join(f)
+        }
+    });
+    let sinks = gridata_metadata::deliver::Sinks {
+        url: c.url.clone(),
+        api_key,
+        file,
+    };
+    let naming = gridata_pipeline::openlineage_naming(lake, c.namespace.as_deref());
+    Ok(Some((
+        gridata_pipeline::Emitter {
+            naming,
+            sinks: sinks.names(),
+        },
+        sinks,
+    )))
+}
+
+/// Deliver queued OpenLineage events for up to `wait`; what is left stays
+/// queued for the next `run` or `serve`.
+pub async fn flush_openlineage(home: &Home, runner: &Runner, wait: Duration) -> Result<()> {
+    let Some((_, sinks)) = openlineage(home, runner.lake())? else {
+        return Ok(());
+    };
+    let d = gridata_metadata::deliver::Delivery::new(
+        runner.state().clone(),
+        runner.clock().clone(),
+        sinks,
+    );
+    let pending = d.flush(wait).await?;
+    if pending > 0 {
+        eprintln!(
+            "openlineage: {pending} event(s) could not be delivered yet; they stay queued and are sent by the next `gridata run` or `gridata serve`"
+        );
+    }
+    Ok(())
 }
 
 /// Run a pipeline with a live display; returns the summary.
@@ -301,6 +365,13 @@ pub async fn run_loaded(
     let summary = runner.run(loaded, opts).await;
     let _ = display.await;
     let summary = summary?;
+    let wait = home
+        .config
+        .openlineage
+        .as_ref()
+        .and_then(|c| c.flush_seconds)
+        .unwrap_or(10);
+    flush_openlineage(home, &runner, Duration::from_secs(wait)).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "run finished");
     Ok(summary)
 }

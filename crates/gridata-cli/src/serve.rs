@@ -339,6 +339,20 @@ pub async fn serve(home: &Home, a: &ServeArgs) -> Result<()> {
     }
     let state = AppState::new(s.clone()).await?;
     let handle = s.start();
+    let (ol_stop_tx, ol_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let delivery = match pipes::openlineage(home, s.runner().lake())? {
+        Some((_, sinks)) => {
+            let d = gridata_metadata::deliver::Delivery::new(
+                s.store().clone(),
+                s.runner().clock().clone(),
+                sinks,
+            );
+            Some(tokio::spawn(d.run(Duration::from_secs(1), async move {
+                let _ = ol_stop_rx.await;
+            })))
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => Some(gridata_server::Tls {
@@ -374,6 +388,10 @@ pub async fn serve(home: &Home, a: &ServeArgs) -> Result<()> {
     eprintln!("gridata serve: shutting down (running tasks finish or are handed back)");
     handle.shutdown().await;
     let _ = stop_tx.send(());
+    let _ = ol_stop_tx.send(());
+    if let Some(d) = delivery {
+        let _ = d.await;
+    }
     Ok(())
 }
 

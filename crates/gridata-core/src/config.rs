@@ -70,6 +70,33 @@ pub struct Config {
     /// Default: `<home>/state.db`.
     #[serde(default)]
     pub state: StateConfig,
+    /// Where OpenLineage RunEvents go. Default: nowhere.
+    #[serde(default)]
+    pub openlineage: Option<OpenLineageConfig>,
+}
+
+/// OpenLineage event delivery. Events wait in the state store until each
+/// sink accepts them, so an endpoint outage loses none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenLineageConfig {
+    /// Namespace of Gridata's jobs. Default: `gridata`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The endpoint that receives events by POST, such as Marquez's
+    /// `http://marquez:5000/api/v1/lineage`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A bearer token for the endpoint, literal or a secret reference.
+    #[serde(default)]
+    pub api_key: Option<SecretRef>,
+    /// A file that receives each event as one line of JSON.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// How long `gridata run` waits for delivery before leaving what is
+    /// left queued for the next run or `serve`. Default: 10 seconds.
+    #[serde(default)]
+    pub flush_seconds: Option<u64>,
 }
 
 /// The state database of runs and tasks.

@@ -14,7 +14,10 @@ pub mod ident;
 pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{CatalogConfig, Config, Home, S3Config, StateConfig, StorageConfig, ZONES, Zone};
+pub use config::{
+    CatalogConfig, Config, Home, OpenLineageConfig, S3Config, StateConfig, StorageConfig, ZONES,
+    Zone,
+};
 pub use error::{Error, Result};
 pub use ident::TableName;
 pub use secret::{Secret, SecretRef};

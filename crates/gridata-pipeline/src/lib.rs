@@ -23,5 +23,6 @@ pub use error::{Error, Problem, Result};
 pub use load::{Loaded, load_dir, load_file, load_str};
 pub use model::{Pipeline, TaskKind, json_schema};
 pub use run::{
-    ExecOptions, Lease, RunEvent, RunOptions, RunSummary, Runner, StopReason, StopSignal,
+    Emitter, ExecOptions, Lease, RunEvent, RunOptions, RunSummary, Runner, StopReason, StopSignal,
+    openlineage_naming,
 };

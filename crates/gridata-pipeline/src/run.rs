@@ -40,6 +40,10 @@ use crate::load::Loaded;
 use crate::model::{Dataset, FileFormat, Input, Task, TaskKind, ZoneName};
 use crate::{Error, Result, tasks, template};
 
+mod openlineage;
+use gridata_metadata::openlineage::EventType;
+pub use openlineage::{Emitter, naming as openlineage_naming};
+
 /// Quote a SQL identifier.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -312,6 +316,7 @@ pub struct Runner {
     state: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     home: PathBuf,
+    openlineage: Option<Arc<Emitter>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -838,6 +843,7 @@ impl Runner {
             state,
             clock,
             home,
+            openlineage: None,
         }
     }
 
@@ -957,6 +963,7 @@ impl Runner {
                 tasks: p.tasks.iter().map(|t| t.id.clone()).collect(),
             });
         }
+        self.emit_run(&shared, EventType::Start, None).await;
         let heartbeat = opts
             .lease
             .clone()
@@ -1089,6 +1096,12 @@ impl Runner {
         self.state
             .set_run_state(run_id, state, now, error.as_deref())
             .await?;
+        let event = match state {
+            RunState::Success => EventType::Complete,
+            RunState::Cancelled => EventType::Abort,
+            _ => EventType::Fail,
+        };
+        self.emit_run(shared, event, error.as_deref()).await;
         Ok(())
     }
 
@@ -1657,6 +1670,8 @@ impl Runner {
                     attempt,
                 });
             }
+            self.emit_task(&shared, task, attempt, EventType::Start, None, None)
+                .await;
             let ctx = TaskCtx {
                 shared: shared.clone(),
                 task_id: task.id.clone(),
@@ -1704,6 +1719,15 @@ impl Runner {
                     if let Err(e) = record.await {
                         return Err(e.to_string());
                     }
+                    self.emit_task(
+                        &shared,
+                        task,
+                        attempt,
+                        EventType::Complete,
+                        Some(&result.output),
+                        None,
+                    )
+                    .await;
                     if let Some(tx) = &opts.events {
                         let _ = tx.send(RunEvent::TaskFinished {
                             task_id: task.id.clone(),
@@ -1751,6 +1775,15 @@ impl Runner {
                             None,
                         )
                         .await;
+                    self.emit_task(
+                        &shared,
+                        task,
+                        attempt,
+                        EventType::Fail,
+                        None,
+                        Some(&message),
+                    )
+                    .await;
                     if last {
                         if let Some(tx) = &opts.events {
                             let _ = tx.send(RunEvent::TaskFinished {

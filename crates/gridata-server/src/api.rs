@@ -59,7 +59,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 pub struct Caller(pub Role);
 
 impl Caller {
-    fn require(self, role: Role) -> ApiResult<()> {
+    pub(crate) fn require(self, role: Role) -> ApiResult<()> {
         if self.0 >= role {
             Ok(())
         } else {
@@ -105,7 +105,7 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-fn page(limit: Option<u32>, offset: Option<u32>) -> ApiResult<(u32, u32)> {
+pub(crate) fn page(limit: Option<u32>, offset: Option<u32>) -> ApiResult<(u32, u32)> {
     let limit = limit.unwrap_or(50);
     if limit == 0 || limit > 500 {
         return Err(ApiError::bad_request("limit must be between 1 and 500"));
@@ -113,7 +113,7 @@ fn page(limit: Option<u32>, offset: Option<u32>) -> ApiResult<(u32, u32)> {
     Ok((limit, offset.unwrap_or(0)))
 }
 
-fn table_name(s: &str) -> ApiResult<TableName> {
+pub(crate) fn table_name(s: &str) -> ApiResult<TableName> {
     TableName::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
@@ -135,6 +135,8 @@ pub struct Health {
     pub scheduler: String,
     /// Runs executing in this process.
     pub running_runs: usize,
+    /// No token exists: the API needs none (and listens on loopback only).
+    pub open: bool,
 }
 
 /// Health check (no token needed).
@@ -146,6 +148,7 @@ pub async fn health(State(s): State<AppState>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION").into(),
         scheduler: s.scheduler.owner(),
         running_runs: s.scheduler.running_runs(),
+        open: s.open,
     })
 }
 
@@ -349,18 +352,7 @@ pub async fn get_pipeline(
     let summary = summary(&s, &p, paused).await?;
     Ok(Json(PipelineDetail {
         summary,
-        task_list: p
-            .pipeline
-            .tasks
-            .iter()
-            .map(|t| TaskInfo {
-                id: t.id.clone(),
-                kind: t.kind().name().into(),
-                depends_on: t.depends_on.clone(),
-                description: t.description.clone(),
-                pool: t.pool.clone(),
-            })
-            .collect(),
+        task_list: task_infos(&p.pipeline),
         params: p
             .pipeline
             .params
@@ -375,6 +367,20 @@ pub async fn get_pipeline(
         max_active_runs: p.pipeline.max_active_runs,
         file: p.path.display().to_string(),
     }))
+}
+
+/// A pipeline's tasks, in file order.
+pub(crate) fn task_infos(p: &gridata_pipeline::Pipeline) -> Vec<TaskInfo> {
+    p.tasks
+        .iter()
+        .map(|t| TaskInfo {
+            id: t.id.clone(),
+            kind: t.kind().name().into(),
+            depends_on: t.depends_on.clone(),
+            description: t.description.clone(),
+            pool: t.pool.clone(),
+        })
+        .collect()
 }
 
 /// A pipeline file to check.
@@ -1320,7 +1326,10 @@ pub struct ImpactResponse {
     pub pipelines: Vec<String>,
 }
 
-async fn lineage_walk(s: &AppState, q: &LineageQuery) -> ApiResult<gridata_metadata::graph::Walk> {
+pub(crate) async fn lineage_walk(
+    s: &AppState,
+    q: &LineageQuery,
+) -> ApiResult<gridata_metadata::graph::Walk> {
     let dir = match q.direction.as_deref() {
         None | Some("upstream") => gridata_metadata::Direction::Upstream,
         Some("downstream") => gridata_metadata::Direction::Downstream,
@@ -1732,7 +1741,10 @@ impl utoipa::Modify for Security {
     paths(health, list_pipelines, get_pipeline, validate_pipeline, pause_pipeline, list_runs,
         trigger_run, get_run, cancel_run, clear_run, get_task, task_logs, run_checks, run_rejected,
         start_backfill, list_backfills, list_tables, get_table, table_snapshots, table_pii, rollback_table,
-        sql, lineage, lineage_dot, lineage_impact, search, get_dataset, list_tokens, create_token, revoke_token, list_pools, put_pool, list_schedulers),
+        sql, lineage, lineage_dot, lineage_impact, search, get_dataset, list_tokens, create_token, revoke_token, list_pools, put_pool, list_schedulers,
+        crate::views::whoami, crate::views::grid, crate::views::dag, crate::views::diff,
+        crate::views::dataset_checks, crate::views::lineage_svg,
+        crate::openlineage::receive, crate::openlineage::received, crate::openlineage::outbox),
     modifiers(&Security),
     tags((name = "pipelines"), (name = "runs"), (name = "quality"), (name = "tables"),
         (name = "lineage"), (name = "datasets"),
@@ -1768,6 +1780,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/pipelines/validate", post(validate_pipeline))
         .route("/api/v1/pipelines/{id}", get(get_pipeline))
         .route("/api/v1/pipelines/{id}/pause", post(pause_pipeline))
+        .route("/api/v1/pipelines/{id}/grid", get(crate::views::grid))
+        .route("/api/v1/pipelines/{id}/dag", get(crate::views::dag))
+        .route("/api/v1/whoami", get(crate::views::whoami))
+        .route("/api/v1/tables/{name}/diff", get(crate::views::diff))
+        .route(
+            "/api/v1/datasets/{name}/checks",
+            get(crate::views::dataset_checks),
+        )
+        .route("/api/v1/lineage/svg", get(crate::views::lineage_svg))
         .route("/api/v1/pipelines/{id}/runs", post(trigger_run))
         .route("/api/v1/pipelines/{id}/backfills", post(start_backfill))
         .route("/api/v1/runs", get(list_runs))
@@ -1787,7 +1808,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/search", get(search))
         .route("/api/v1/datasets/{name}", get(get_dataset))
-        .route("/api/v1/lineage", get(lineage))
+        .route(
+            "/api/v1/lineage",
+            get(lineage).post(crate::openlineage::receive),
+        )
+        .route("/api/v1/lineage/events", get(crate::openlineage::received))
+        .route("/api/v1/lineage/outbox", get(crate::openlineage::outbox))
         .route("/api/v1/lineage/dot", get(lineage_dot))
         .route("/api/v1/lineage/impact", get(lineage_impact))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))

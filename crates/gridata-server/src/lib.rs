@@ -1,5 +1,6 @@
 //! Gridata's HTTP server: the `/api/v1` REST API (OpenAPI at
-//! `/api/v1/openapi.json`), bearer tokens with roles, and `/metrics`.
+//! `/api/v1/openapi.json`), bearer tokens with roles, `/metrics`, and the
+//! web UI at `/` (assets embedded in the binary).
 //!
 //! Invariants:
 //! - With no token in the store the API is open, so it listens on
@@ -11,6 +12,9 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod openlineage;
+pub mod ui;
+pub mod views;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -284,9 +288,10 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
     resp
 }
 
-/// The whole application: API, metrics, and room for the UI.
+/// The whole application: API, metrics and the web UI.
 pub fn router(state: AppState) -> Router {
     api::routes()
+        .merge(ui::routes())
         .route("/metrics", axum::routing::get(metrics_handler))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

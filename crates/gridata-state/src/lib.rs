@@ -20,8 +20,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
 mod metadata;
+mod outbox;
 mod sched;
 pub use metadata::{ColumnInfo, DatasetRecord, LineageEdge, MetadataStore};
+pub use outbox::{LineageOutbox, OutboxEvent, OutboxStats, ReceivedEvent};
 pub use sched::{
     BackfillRecord, ClaimLimits, Heartbeat, PoolRecord, SchedulerInfo, SchedulerStore, Store,
     TokenRecord,
@@ -308,6 +310,17 @@ pub struct CheckRecord {
     pub at_ms: i64,
 }
 
+/// A check result on a dataset, with its run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DatasetCheck {
+    /// The run that checked it.
+    pub run_id: String,
+    /// The result.
+    #[serde(flatten)]
+    pub check: CheckRecord,
+}
+
 /// Row counts of one input file within one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -406,6 +419,8 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn record_checks(&self, run_id: &str, checks: &[CheckRecord]) -> Result<()>;
     /// A run's check results.
     async fn checks(&self, run_id: &str) -> Result<Vec<CheckRecord>>;
+    /// The latest check results on one dataset, newest first, across runs.
+    async fn dataset_checks(&self, dataset: &str, limit: u32) -> Result<Vec<DatasetCheck>>;
 
     /// Record (replace) a task's per-file counts.
     async fn record_file_counts(
@@ -419,7 +434,7 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn file_counts(&self, run_id: &str) -> Result<Vec<FileCounts>>;
 }
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS gridata_state_version (version BIGINT NOT NULL)",
@@ -568,6 +583,33 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             doc TEXT NOT NULL,
             updated_ms BIGINT NOT NULL)"],
     ),
+    (
+        5,
+        &[
+            "CREATE INDEX check_results_by_dataset ON check_results (dataset, at_ms)",
+            "CREATE TABLE lineage_outbox (
+            sink TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            attempts BIGINT NOT NULL,
+            next_attempt_ms BIGINT NOT NULL,
+            delivered_ms BIGINT,
+            last_error TEXT,
+            PRIMARY KEY (sink, run_id, event_type))",
+            "CREATE INDEX lineage_outbox_pending ON lineage_outbox (delivered_ms, next_attempt_ms)",
+            "CREATE TABLE lineage_events_in (
+            run_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            job_namespace TEXT NOT NULL,
+            job_name TEXT NOT NULL,
+            event_time TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            received_ms BIGINT NOT NULL,
+            PRIMARY KEY (run_id, event_type))",
+        ],
+    ),
 ];
 
 /// The state store over SQLite or PostgreSQL.
@@ -702,6 +744,22 @@ fn redact(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
         _ => url.to_string(),
     }
+}
+
+fn check_from_row(r: &AnyRow) -> Result<CheckRecord> {
+    let e = || db("read check");
+    Ok(CheckRecord {
+        task_id: r.try_get("task_id").map_err(e())?,
+        name: r.try_get("name").map_err(e())?,
+        kind: r.try_get("kind").map_err(e())?,
+        severity: r.try_get("severity").map_err(e())?,
+        passed: r.try_get::<i64, _>("passed").map_err(e())? != 0,
+        observed: r.try_get("observed").map_err(e())?,
+        expected: r.try_get("expected").map_err(e())?,
+        dataset: r.try_get("dataset").map_err(e())?,
+        snapshot_id: r.try_get("snapshot_id").map_err(e())?,
+        at_ms: r.try_get("at_ms").map_err(e())?,
+    })
 }
 
 #[async_trait]
@@ -1076,20 +1134,26 @@ impl StateStore for SqlStateStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db(format!("read checks of run {run_id}")))?;
+        rows.iter().map(check_from_row).collect()
+    }
+
+    async fn dataset_checks(&self, dataset: &str, limit: u32) -> Result<Vec<DatasetCheck>> {
+        let rows = sqlx::query(
+            "SELECT run_id, task_id, name, kind, severity, passed, observed, expected, dataset,
+                snapshot_id, at_ms
+             FROM check_results WHERE dataset = $1
+             ORDER BY at_ms DESC, run_id, task_id, name LIMIT $2",
+        )
+        .bind(dataset)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(format!("read checks of dataset {dataset}")))?;
         rows.iter()
             .map(|r| {
-                let e = || db("read check");
-                Ok(CheckRecord {
-                    task_id: r.try_get("task_id").map_err(e())?,
-                    name: r.try_get("name").map_err(e())?,
-                    kind: r.try_get("kind").map_err(e())?,
-                    severity: r.try_get("severity").map_err(e())?,
-                    passed: r.try_get::<i64, _>("passed").map_err(e())? != 0,
-                    observed: r.try_get("observed").map_err(e())?,
-                    expected: r.try_get("expected").map_err(e())?,
-                    dataset: r.try_get("dataset").map_err(e())?,
-                    snapshot_id: r.try_get("snapshot_id").map_err(e())?,
-                    at_ms: r.try_get("at_ms").map_err(e())?,
+                Ok(DatasetCheck {
+                    run_id: r.try_get("run_id").map_err(db("read check"))?,
+                    check: check_from_row(r)?,
                 })
             })
             .collect()
@@ -1284,6 +1348,7 @@ mod tests {
         suite(&store).await;
         crate::sched::tests::suite(&store, "mem").await;
         crate::metadata::tests::suite(&store, "mem").await;
+        crate::outbox::tests::suite(&store, "mem").await;
     }
 
     #[tokio::test]
@@ -1336,5 +1401,6 @@ mod tests {
             .as_nanos();
         crate::sched::tests::suite(&store, &format!("pg{nanos}")).await;
         crate::metadata::tests::suite(&store, &format!("pg{nanos}")).await;
+        crate::outbox::tests::suite(&store, &format!("pg{nanos}")).await;
     }
 }

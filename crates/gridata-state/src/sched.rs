@@ -25,8 +25,8 @@ use crate::{
 };
 
 /// A store with the run history, the coordination state and metadata.
-pub trait Store: StateStore + SchedulerStore + crate::MetadataStore {}
-impl<T: StateStore + SchedulerStore + crate::MetadataStore> Store for T {}
+pub trait Store: StateStore + SchedulerStore + crate::MetadataStore + crate::LineageOutbox {}
+impl<T: StateStore + SchedulerStore + crate::MetadataStore + crate::LineageOutbox> Store for T {}
 
 /// Limits applied when claiming runs.
 #[derive(Debug, Clone, Default)]
@@ -204,7 +204,7 @@ pub trait SchedulerStore: Send + Sync + fmt::Debug {
 impl SqlStateStore {
     /// Begin a transaction that writes: on SQLite the first statement takes
     /// the database's write lock, so later reads in it are not stale.
-    async fn write_tx(&self, ctx: &str) -> Result<Transaction<'static, Any>> {
+    pub(crate) async fn write_tx(&self, ctx: &str) -> Result<Transaction<'static, Any>> {
         let mut tx = self.pool.begin().await.map_err(db(ctx))?;
         if !self.postgres {
             sqlx::query("UPDATE gridata_state_version SET version = version")
@@ -215,7 +215,7 @@ impl SqlStateStore {
         Ok(tx)
     }
 
-    fn skip_locked(&self) -> &'static str {
+    pub(crate) fn skip_locked(&self) -> &'static str {
         if self.postgres {
             " FOR UPDATE SKIP LOCKED"
         } else {

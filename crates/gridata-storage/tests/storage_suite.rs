@@ -86,8 +86,7 @@ pub fn s3_home(dir: &std::path::Path) -> Home {
                     "${env:AWS_SECRET_ACCESS_KEY}",
                 )),
             }),
-            catalog: Default::default(),
-            state: Default::default(),
+            ..Default::default()
         },
     }
 }
