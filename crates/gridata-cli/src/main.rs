@@ -86,8 +86,11 @@ enum Command {
     /// Search the datasets pipelines wrote: names, columns, descriptions,
     /// tags, owners; facets by namespace, tag, owner and PII.
     Search(serve::SearchArgs),
-    /// Column lineage: upstream, downstream, impact; text, JSON or DOT.
+    /// Column lineage: upstream, downstream, impact; text, JSON, DOT or SVG.
     Lineage(serve::LineageArgs),
+    /// Edit a dataset's metadata: description, owners, tags, domain,
+    /// glossary terms, column descriptions, PII overrides, masking.
+    Annotate(serve::AnnotateArgs),
     #[command(flatten)]
     Control(serve::ControlCmd),
 }
@@ -415,6 +418,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Search(args) => serve::search(&open_home(&cli).await?, args).await?,
         Command::Lineage(args) => serve::lineage(&open_home(&cli).await?, args).await?,
+        Command::Annotate(args) => serve::annotate(&open_home(&cli).await?, args).await?,
         Command::Control(cmd) => serve::control(&open_home(&cli).await?, cmd).await?,
     }
     Ok(())

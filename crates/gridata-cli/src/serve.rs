@@ -60,6 +60,9 @@ pub enum TokenCmd {
         /// What it is for.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// May see PII columns unmasked (admins always may).
+        #[arg(long)]
+        pii: bool,
     },
     /// List tokens (never their secrets).
     List,
@@ -142,7 +145,7 @@ pub struct LineageArgs {
     /// At most this many hops (0: all).
     #[arg(long, default_value_t = 0)]
     pub depth: usize,
-    /// text, json or dot (Graphviz).
+    /// text, json, dot (Graphviz) or svg.
     #[arg(long, short, default_value = "text")]
     pub format: String,
 }
@@ -196,6 +199,14 @@ pub async fn lineage(home: &Home, a: &LineageArgs) -> Result<()> {
             let edges: Vec<_> = walk.edges.into_iter().map(|(_, e)| e).collect();
             print!("{}", Graph::dot(&edges));
         }
+        "svg" => {
+            let edges: Vec<_> = walk.edges.into_iter().map(|(_, e)| e).collect();
+            let label = match &a.column {
+                Some(c) => format!("lineage of {}.{c}", a.dataset),
+                None => format!("lineage of {}", a.dataset),
+            };
+            println!("{}", gridata_metadata::svg::lineage(&label, &edges, true));
+        }
         "text" => {
             for (d, e) in walk.edges {
                 let field = |f: &str| {
@@ -217,8 +228,106 @@ pub async fn lineage(home: &Home, a: &LineageArgs) -> Result<()> {
                 );
             }
         }
-        other => bail!("unknown format '{other}' (text, json or dot)"),
+        other => bail!("unknown format '{other}' (text, json, dot or svg)"),
     }
+    Ok(())
+}
+
+/// `gridata annotate`.
+#[derive(Debug, Args)]
+pub struct AnnotateArgs {
+    /// The dataset, such as `ecommerce.customers`.
+    pub dataset: String,
+    /// Description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Owners (repeat; replaces the list).
+    #[arg(long = "owner")]
+    pub owners: Vec<String>,
+    /// Tags (repeat; replaces the list).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Business domain.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Glossary terms (repeat; replaces the list).
+    #[arg(long = "term")]
+    pub terms: Vec<String>,
+    /// `column=text`: a column's description (repeat).
+    #[arg(long = "column-description", value_name = "COLUMN=TEXT")]
+    pub column_descriptions: Vec<String>,
+    /// `column=kind`: override the PII classifier (`email`, `phone`,
+    /// `person_name`, `street_address`, `ip_address`, `card_number`,
+    /// `date_of_birth`, or `none`).
+    #[arg(long = "pii", value_name = "COLUMN=KIND")]
+    pub pii: Vec<String>,
+    /// `column=policy`: mask a column for readers without the PII
+    /// privilege (`hash`, `redact`, or `none`).
+    #[arg(long = "mask", value_name = "COLUMN=POLICY")]
+    pub masks: Vec<String>,
+}
+
+/// `gridata annotate`.
+pub async fn annotate(home: &Home, a: &AnnotateArgs) -> Result<()> {
+    use gridata_state::{ColumnAnnotation, DatasetAnnotation};
+    let store = pipes::state(home).await?;
+    let Some(current) = store
+        .datasets()
+        .await?
+        .into_iter()
+        .find(|d| d.name == a.dataset)
+    else {
+        bail!(
+            "dataset '{}' is not registered (a pipeline write registers it)",
+            a.dataset
+        );
+    };
+    let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let mut patch = DatasetAnnotation {
+        description: a.description.clone(),
+        owners: list(&a.owners),
+        tags: list(&a.tags),
+        domain: a.domain.clone(),
+        glossary_terms: list(&a.terms),
+        ..Default::default()
+    };
+    let kinds: Vec<&str> = gridata_metadata::pii::PiiKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    let column = |flag: &str, spec: &str| -> Result<(String, String)> {
+        let (c, v) = spec
+            .split_once('=')
+            .with_context(|| format!("--{flag} '{spec}': expected COLUMN=VALUE"))?;
+        if !current.columns.iter().any(|x| x.name == c) {
+            bail!("--{flag} '{spec}': {} has no column '{c}'", a.dataset);
+        }
+        Ok((c.to_string(), v.to_string()))
+    };
+    let mut cols: std::collections::BTreeMap<String, ColumnAnnotation> = Default::default();
+    for spec in &a.column_descriptions {
+        let (c, v) = column("column-description", spec)?;
+        cols.entry(c).or_default().description = Some(v);
+    }
+    for spec in &a.pii {
+        let (c, v) = column("pii", spec)?;
+        if v != "none" && !kinds.contains(&v.as_str()) {
+            bail!("--pii '{spec}': '{v}' is not {} or none", kinds.join(", "));
+        }
+        cols.entry(c).or_default().pii = Some(v);
+    }
+    for spec in &a.masks {
+        let (c, v) = column("mask", spec)?;
+        if !matches!(v.as_str(), "hash" | "redact" | "none") {
+            bail!("--mask '{spec}': '{v}' is not hash, redact or none");
+        }
+        cols.entry(c).or_default().masking = Some(v);
+    }
+    patch.columns = cols;
+    let merged = store
+        .annotate_dataset(&a.dataset, patch, SystemClock.now_ms())
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&merged)?);
     Ok(())
 }
 
@@ -408,11 +517,16 @@ async fn wait_for_signal() {
 pub async fn token_cmd(home: &Home, cmd: &TokenCmd) -> Result<()> {
     let store = pipes::state(home).await?;
     match cmd {
-        TokenCmd::Create { role, name } => {
+        TokenCmd::Create { role, name, pii } => {
             let role: Role = role.parse().map_err(anyhow::Error::msg)?;
-            let (token, record) =
-                gridata_server::auth::create(store.as_ref(), name, role, SystemClock.now_ms())
-                    .await?;
+            let (token, record) = gridata_server::auth::create(
+                store.as_ref(),
+                name,
+                role,
+                *pii,
+                SystemClock.now_ms(),
+            )
+            .await?;
             eprintln!(
                 "created {role} token {} ('{name}'); it is shown only once:",
                 record.token_id

@@ -19,6 +19,7 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use gridata_core::TableName;
 use gridata_lake::{Lake, LakeTable};
 
+use crate::mask::{Masks, masked};
 use crate::provider::LakeTableProvider;
 
 fn df_err(e: impl std::fmt::Display) -> DataFusionError {
@@ -31,6 +32,7 @@ pub struct LakeCatalog {
     lake: Lake,
     namespaces: Vec<String>,
     overlay: Arc<MemorySchemaProvider>,
+    masks: Arc<Masks>,
 }
 
 impl LakeCatalog {
@@ -41,7 +43,14 @@ impl LakeCatalog {
             lake,
             namespaces,
             overlay: Arc::new(MemorySchemaProvider::new()),
+            masks: Arc::new(Masks::new()),
         })
+    }
+
+    /// Tables resolve through these column masks.
+    pub fn with_masks(mut self, masks: Masks) -> Self {
+        self.masks = Arc::new(masks);
+        self
     }
 
     /// Session-local tables, found by unqualified name before the lake's
@@ -66,6 +75,7 @@ impl CatalogProvider for LakeCatalog {
             lake: self.lake.clone(),
             namespace: name.to_string(),
             overlay: (name == DEFAULT_SCHEMA).then(|| self.overlay.clone()),
+            masks: self.masks.clone(),
         }))
     }
 }
@@ -76,6 +86,7 @@ pub struct LakeSchema {
     lake: Lake,
     namespace: String,
     overlay: Option<Arc<MemorySchemaProvider>>,
+    masks: Arc<Masks>,
 }
 
 /// The schema unqualified names resolve in.
@@ -149,11 +160,19 @@ impl SchemaProvider for LakeSchema {
                     LakeTableProvider::new(self.lake.clone(), table, Some(id)).map_err(df_err)?,
                 )
             }
-            Target::Meta(kind) => metadata_table(&self.lake, &table, kind)
-                .await
-                .map_err(df_err)?,
+            Target::Meta(kind) => {
+                return Ok(Some(
+                    metadata_table(&self.lake, &table, kind)
+                        .await
+                        .map_err(df_err)?,
+                ));
+            }
         };
-        Ok(Some(provider))
+        let full = format!("{}.{base}", self.namespace);
+        match self.masks.get(&full) {
+            Some(cols) if !cols.is_empty() => Ok(Some(masked(&full, provider, cols)?)),
+            _ => Ok(Some(provider)),
+        }
     }
 
     fn table_exist(&self, _name: &str) -> bool {

@@ -13,6 +13,7 @@
 mod catalog;
 mod dialect;
 mod error;
+pub mod mask;
 mod ops;
 mod provider;
 mod session;
@@ -22,6 +23,7 @@ pub use catalog::{LakeCatalog, files_batch, history_batch, snapshots_batch};
 pub use datafusion;
 pub use dialect::GridataDialect;
 pub use error::{Error, Result};
+pub use mask::{Mask, Masks};
 pub use ops::{ImportFormat, ImportReport, InputFile, WriteMode};
 pub use provider::{FieldIdAdapterFactory, LakeTableProvider, to_predicate};
 pub use session::Engine;

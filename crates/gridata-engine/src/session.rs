@@ -34,6 +34,11 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// A session with every namespace of `lake` as a schema.
     pub async fn new(lake: Lake) -> Result<Self> {
+        Self::with_masks(lake, crate::mask::Masks::new()).await
+    }
+
+    /// A session whose tables show these columns masked.
+    pub async fn with_masks(lake: Lake, masks: crate::mask::Masks) -> Result<Self> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, crate::catalog::DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
@@ -51,7 +56,10 @@ impl Engine {
         for (url, store) in lake.storage().stores() {
             ctx.register_object_store(&url, store);
         }
-        ctx.register_catalog(CATALOG, Arc::new(LakeCatalog::new(lake.clone()).await?));
+        ctx.register_catalog(
+            CATALOG,
+            Arc::new(LakeCatalog::new(lake.clone()).await?.with_masks(masks)),
+        );
         Ok(Self { lake, ctx })
     }
 

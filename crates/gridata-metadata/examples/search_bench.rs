@@ -61,6 +61,7 @@ fn main() {
                 owners: vec![format!("{ns}-team@example.com")],
                 tags: vec![["gold", "silver", "bronze"][i % 3].into()],
                 domain: Some(ns.into()),
+                glossary_terms: vec![],
                 columns: (0..12)
                     .map(|c| {
                         let name = COLS[(i + c) % COLS.len()];
@@ -70,6 +71,7 @@ fn main() {
                             description: None,
                             pii: (name == "email" || name == "phone").then(|| name.to_string()),
                             pii_confidence: None,
+                            masking: None,
                         }
                     })
                     .collect(),

@@ -34,6 +34,17 @@ pub enum PiiKind {
 }
 
 impl PiiKind {
+    /// Every kind.
+    pub const ALL: [PiiKind; 7] = [
+        Self::Email,
+        Self::Phone,
+        Self::PersonName,
+        Self::StreetAddress,
+        Self::IpAddress,
+        Self::CardNumber,
+        Self::DateOfBirth,
+    ];
+
     /// The tag name, e.g. `email`.
     pub fn as_str(self) -> &'static str {
         match self {

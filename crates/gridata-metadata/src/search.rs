@@ -94,7 +94,13 @@ impl Index {
                 }
                 Doc {
                     name: norm(&r.name),
-                    tags: norm(&format!("{} {}", r.tags.join(" "), r.owners.join(" "))),
+                    tags: norm(&format!(
+                        "{} {} {} {}",
+                        r.tags.join(" "),
+                        r.owners.join(" "),
+                        r.glossary_terms.join(" "),
+                        r.domain.as_deref().unwrap_or_default()
+                    )),
                     columns,
                     text,
                     pii: r.columns.iter().filter_map(|c| c.pii.clone()).collect(),
@@ -244,6 +250,7 @@ mod tests {
             owners: vec!["team@x".into()],
             tags: tags.iter().map(|t| t.to_string()).collect(),
             domain: None,
+            glossary_terms: vec![],
             columns: cols
                 .iter()
                 .map(|(c, p)| ColumnInfo {
@@ -252,6 +259,7 @@ mod tests {
                     description: None,
                     pii: p.map(String::from),
                     pii_confidence: None,
+                    masking: None,
                 })
                 .collect(),
             row_count: None,

@@ -1149,6 +1149,7 @@ impl Runner {
             owners: list("owner"),
             tags: list("gridata.tags"),
             domain: props.get("gridata.domain").cloned(),
+            glossary_terms: list("gridata.glossary_terms"),
             columns: t
                 .metadata
                 .current_schema()
@@ -1165,6 +1166,9 @@ impl Runner {
                     }),
                     pii: pii.get(&f.name).map(|k| k.kind.as_str().to_string()),
                     pii_confidence: pii.get(&f.name).map(|k| k.confidence),
+                    masking: props
+                        .get(&format!("gridata.column.{}.masking", f.name))
+                        .cloned(),
                 })
                 .collect(),
             row_count: snap.and_then(|s| {

@@ -54,9 +54,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The authenticated caller.
+/// The authenticated caller: its role, and whether it sees PII unmasked.
 #[derive(Debug, Clone, Copy)]
-pub struct Caller(pub Role);
+pub struct Caller(pub Role, pub bool);
 
 impl Caller {
     pub(crate) fn require(self, role: Role) -> ApiResult<()> {
@@ -80,7 +80,7 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok());
         let Some(header) = header else {
             return if state.open {
-                Ok(Caller(Role::Admin))
+                Ok(Caller(Role::Admin, true))
             } else {
                 Err(ApiError::unauthorized(
                     "missing `Authorization: Bearer <token>` (create one with `gridata token create`)",
@@ -101,7 +101,7 @@ impl FromRequestParts<AppState> for Caller {
             .role
             .parse()
             .map_err(|e: String| ApiError::internal(e))?;
-        Ok(Caller(role))
+        Ok(Caller(role, record.pii || role == Role::Admin))
     }
 }
 
@@ -1155,15 +1155,47 @@ pub async fn table_pii(
         .query(&format!("SELECT * FROM {name} LIMIT 1000"))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    let annotation = s
+        .scheduler
+        .store()
+        .dataset_annotation(&name.to_string())
+        .await?;
     Ok(Json(
         gridata_metadata::pii::classify_batches(&batches)
             .into_iter()
-            .map(|(column, c)| PiiColumn {
-                column,
-                kind: c.as_ref().map(|c| c.kind.as_str().to_string()),
-                confidence: c.as_ref().map(|c| c.confidence),
-                tags: c.as_ref().map(|c| c.tags.clone()).unwrap_or_default(),
-                reason: c.map(|c| c.reason),
+            .map(|(column, c)| {
+                let manual = annotation
+                    .columns
+                    .get(&column)
+                    .and_then(|a| a.pii.as_deref());
+                match manual {
+                    Some("none") => PiiColumn {
+                        column,
+                        kind: None,
+                        confidence: None,
+                        tags: Vec::new(),
+                        reason: Some("cleared by hand".into()),
+                    },
+                    Some(kind) => {
+                        let k = gridata_metadata::pii::PiiKind::ALL
+                            .into_iter()
+                            .find(|p| p.as_str() == kind);
+                        PiiColumn {
+                            column,
+                            kind: Some(kind.to_string()),
+                            confidence: Some(1.0),
+                            tags: k.map(|k| k.tags()).unwrap_or_default(),
+                            reason: Some("set by hand".into()),
+                        }
+                    }
+                    None => PiiColumn {
+                        column,
+                        kind: c.as_ref().map(|c| c.kind.as_str().to_string()),
+                        confidence: c.as_ref().map(|c| c.confidence),
+                        tags: c.as_ref().map(|c| c.tags.clone()).unwrap_or_default(),
+                        reason: c.map(|c| c.reason),
+                    },
+                }
             })
             .collect(),
     ))
@@ -1227,6 +1259,26 @@ pub struct SqlResponse {
     pub truncated: bool,
 }
 
+/// The masking policies of the dataset registry, for callers without the
+/// PII privilege.
+pub(crate) async fn masks(s: &AppState) -> ApiResult<gridata_engine::Masks> {
+    let mut out = gridata_engine::Masks::new();
+    for d in s.scheduler.store().datasets().await? {
+        let cols: std::collections::BTreeMap<_, _> = d
+            .columns
+            .iter()
+            .filter_map(|c| {
+                let m = gridata_engine::Mask::parse(c.masking.as_deref()?)?;
+                Some((c.name.clone(), m))
+            })
+            .collect();
+        if !cols.is_empty() {
+            out.insert(d.name.clone(), cols);
+        }
+    }
+    Ok(out)
+}
+
 /// Run a SQL query (viewer).
 #[utoipa::path(post, path = "/api/v1/sql", tag = "tables", request_body = SqlRequest,
     security(("bearer" = [])),
@@ -1242,7 +1294,12 @@ pub async fn sql(
     if limit == 0 || limit > 10_000 {
         return Err(ApiError::bad_request("limit must be between 1 and 10000"));
     }
-    let engine = gridata_engine::Engine::new(s.scheduler.runner().lake().clone())
+    let masks = if caller.1 {
+        gridata_engine::Masks::new()
+    } else {
+        masks(&s).await?
+    };
+    let engine = gridata_engine::Engine::with_masks(s.scheduler.runner().lake().clone(), masks)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let df = engine
@@ -1544,6 +1601,69 @@ pub async fn get_dataset(
         .ok_or_else(|| ApiError::not_found(format!("dataset '{name}' is not registered")))
 }
 
+/// Edit a dataset's metadata (operator): description, owners, tags,
+/// domain, glossary terms, and per column a description, a PII kind that
+/// overrides the classifier (`none` clears it) and a masking policy
+/// (`hash`, `redact`, `none`). Given fields replace; others stay.
+#[utoipa::path(patch, path = "/api/v1/datasets/{name}", tag = "datasets",
+    params(("name" = String, Path, description = "`namespace.table`")),
+    request_body = gridata_state::DatasetAnnotation, security(("bearer" = [])),
+    responses((status = 200, body = gridata_state::DatasetRecord), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn annotate_dataset(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(patch): ApiJson<gridata_state::DatasetAnnotation>,
+) -> ApiResult<Json<gridata_state::DatasetRecord>> {
+    caller.require(Role::Operator)?;
+    let store = s.scheduler.store();
+    let Some(current) = store.datasets().await?.into_iter().find(|d| d.name == name) else {
+        return Err(ApiError::not_found(format!(
+            "dataset '{name}' is not registered"
+        )));
+    };
+    for (col, a) in &patch.columns {
+        if !current.columns.iter().any(|c| &c.name == col) {
+            return Err(ApiError::bad_request(format!(
+                "dataset '{name}' has no column '{col}'"
+            )));
+        }
+        if let Some(m) = a.masking.as_deref()
+            && !matches!(m, "hash" | "redact" | "none")
+        {
+            return Err(ApiError::bad_request(format!(
+                "columns.{col}.masking: '{m}' is not hash, redact or none"
+            )));
+        }
+        if let Some(k) = a.pii.as_deref()
+            && k != "none"
+            && !gridata_metadata::pii::PiiKind::ALL
+                .iter()
+                .any(|p| p.as_str() == k)
+        {
+            return Err(ApiError::bad_request(format!(
+                "columns.{col}.pii: '{k}' is not a PII kind ({}) or none",
+                gridata_metadata::pii::PiiKind::ALL
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let now = s.scheduler.runner().clock().now_ms();
+    store.annotate_dataset(&name, patch, now).await?;
+    let updated = store
+        .datasets()
+        .await?
+        .into_iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("dataset '{name}' is not registered")))?;
+    Ok(Json(updated))
+}
+
 // ---- access and system ------------------------------------------------
 
 /// A token, without its secret.
@@ -1559,6 +1679,8 @@ pub struct TokenInfo {
     pub created_ms: i64,
     /// Revoked.
     pub revoked: bool,
+    /// Sees PII columns unmasked.
+    pub pii: bool,
 }
 
 /// A token to create.
@@ -1568,6 +1690,9 @@ pub struct TokenRequest {
     pub name: String,
     /// Its role.
     pub role: Role,
+    /// May see PII columns unmasked (admins always may).
+    #[serde(default)]
+    pub pii: bool,
 }
 
 /// A new token: the secret is shown only here.
@@ -1587,6 +1712,7 @@ fn token_info(t: gridata_state::TokenRecord) -> TokenInfo {
         name: t.name,
         created_ms: t.created_ms,
         revoked: t.revoked,
+        pii: t.pii,
     }
 }
 
@@ -1628,6 +1754,7 @@ pub async fn create_token(
         s.scheduler.store().as_ref(),
         &req.name,
         req.role,
+        req.pii,
         s.scheduler.clock().now_ms(),
     )
     .await?;
@@ -1743,7 +1870,7 @@ impl utoipa::Modify for Security {
         start_backfill, list_backfills, list_tables, get_table, table_snapshots, table_pii, rollback_table,
         sql, lineage, lineage_dot, lineage_impact, search, get_dataset, list_tokens, create_token, revoke_token, list_pools, put_pool, list_schedulers,
         crate::views::whoami, crate::views::grid, crate::views::dag, crate::views::diff,
-        crate::views::dataset_checks, crate::views::lineage_svg,
+        crate::views::dataset_checks, crate::views::lineage_svg, crate::views::schemas, annotate_dataset,
         crate::openlineage::receive, crate::openlineage::received, crate::openlineage::outbox),
     modifiers(&Security),
     tags((name = "pipelines"), (name = "runs"), (name = "quality"), (name = "tables"),
@@ -1784,6 +1911,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/pipelines/{id}/dag", get(crate::views::dag))
         .route("/api/v1/whoami", get(crate::views::whoami))
         .route("/api/v1/tables/{name}/diff", get(crate::views::diff))
+        .route("/api/v1/tables/{name}/schemas", get(crate::views::schemas))
         .route(
             "/api/v1/datasets/{name}/checks",
             get(crate::views::dataset_checks),
@@ -1807,7 +1935,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tables/{name}/rollback", post(rollback_table))
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/search", get(search))
-        .route("/api/v1/datasets/{name}", get(get_dataset))
+        .route(
+            "/api/v1/datasets/{name}",
+            get(get_dataset).patch(annotate_dataset),
+        )
         .route(
             "/api/v1/lineage",
             get(lineage).post(crate::openlineage::receive),

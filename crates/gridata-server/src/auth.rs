@@ -72,6 +72,7 @@ pub async fn create(
     store: &dyn gridata_state::Store,
     name: &str,
     role: Role,
+    pii: bool,
     now_ms: i64,
 ) -> gridata_state::Result<(String, gridata_state::TokenRecord)> {
     let (token, id) = generate();
@@ -82,6 +83,7 @@ pub async fn create(
         secret_hash: hash(&token),
         created_ms: now_ms,
         revoked: false,
+        pii: pii || role == Role::Admin,
     };
     store.create_token(&record).await?;
     Ok((token, record))

@@ -128,6 +128,7 @@ async fn register(
                 description: f["description"].as_str().map(String::from),
                 pii: None,
                 pii_confidence: None,
+                masking: None,
             })
         })
         .collect();
@@ -140,6 +141,7 @@ async fn register(
             owners: Vec::new(),
             tags: vec!["openlineage".into()],
             domain: None,
+            glossary_terms: Vec::new(),
             columns,
             row_count: out["outputFacets"]["outputStatistics"]["rowCount"].as_u64(),
             snapshot_id: None,

@@ -30,6 +30,9 @@ pub struct WhoAmI {
     pub role: Role,
     /// No token exists: everyone is admin (the server listens on loopback only).
     pub open: bool,
+    /// Sees PII columns unmasked; without it, columns with a masking
+    /// policy come back hashed or redacted.
+    pub pii: bool,
 }
 
 /// The caller's role: what a sign-in checks.
@@ -39,6 +42,7 @@ pub async fn whoami(State(s): State<AppState>, caller: Caller) -> ApiResult<Json
     Ok(Json(WhoAmI {
         role: caller.0,
         open: s.open,
+        pii: caller.1,
     }))
 }
 
@@ -361,6 +365,76 @@ pub async fn diff(
         removed: partitions.iter().map(|p| p.removed).sum(),
         partitions,
     }))
+}
+
+// ---- schema history -------------------------------------------------------
+
+/// A version of a table's schema.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SchemaVersion {
+    /// Iceberg schema id.
+    pub schema_id: i32,
+    /// The table's current schema.
+    pub current: bool,
+    /// Its columns.
+    pub columns: Vec<crate::api::Column>,
+    /// Snapshots written with it, oldest first.
+    pub snapshots: Vec<i64>,
+    /// The first snapshot's time (ms), if any.
+    pub first_used_ms: Option<i64>,
+}
+
+/// Every schema a table has had, oldest first, with the snapshots that used
+/// each: the table's schema history per snapshot.
+#[utoipa::path(get, path = "/api/v1/tables/{name}/schemas", tag = "tables",
+    params(("name" = String, Path, description = "`namespace.table`")), security(("bearer" = [])),
+    responses((status = 200, body = Vec<SchemaVersion>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn schemas(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<SchemaVersion>>> {
+    caller.require(Role::Viewer)?;
+    let t = s
+        .scheduler
+        .runner()
+        .lake()
+        .load_table(&table_name(&name)?)
+        .await?;
+    let m = &t.metadata;
+    let mut snaps: Vec<_> = m.snapshots().collect();
+    snaps.sort_by_key(|s| (s.timestamp_ms(), s.sequence_number()));
+    let current = m.current_schema_id();
+    let mut out: Vec<SchemaVersion> = m
+        .schemas_iter()
+        .map(|schema| {
+            let used: Vec<_> = snaps
+                .iter()
+                .filter(|s| s.schema_id() == Some(schema.schema_id()))
+                .collect();
+            SchemaVersion {
+                schema_id: schema.schema_id(),
+                current: schema.schema_id() == current,
+                columns: schema
+                    .as_struct()
+                    .fields()
+                    .iter()
+                    .map(|f| crate::api::Column {
+                        id: f.id,
+                        name: f.name.clone(),
+                        ty: f.field_type.to_string(),
+                        required: f.required,
+                        doc: f.doc.clone(),
+                    })
+                    .collect(),
+                snapshots: used.iter().map(|s| s.snapshot_id()).collect(),
+                first_used_ms: used.first().map(|s| s.timestamp_ms()),
+            }
+        })
+        .collect();
+    out.sort_by_key(|v| v.schema_id);
+    Ok(Json(out))
 }
 
 // ---- quality history ----------------------------------------------------

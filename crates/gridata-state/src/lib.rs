@@ -22,7 +22,9 @@ use sqlx::{AnyPool, Executor, Row};
 mod metadata;
 mod outbox;
 mod sched;
-pub use metadata::{ColumnInfo, DatasetRecord, LineageEdge, MetadataStore};
+pub use metadata::{
+    ColumnAnnotation, ColumnInfo, DatasetAnnotation, DatasetRecord, LineageEdge, MetadataStore,
+};
 pub use outbox::{LineageOutbox, OutboxEvent, OutboxStats, ReceivedEvent};
 pub use sched::{
     BackfillRecord, ClaimLimits, Heartbeat, PoolRecord, SchedulerInfo, SchedulerStore, Store,
@@ -608,6 +610,11 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             payload TEXT NOT NULL,
             received_ms BIGINT NOT NULL,
             PRIMARY KEY (run_id, event_type))",
+            "CREATE TABLE dataset_annotations (
+            name TEXT PRIMARY KEY,
+            doc TEXT NOT NULL,
+            updated_ms BIGINT NOT NULL)",
+            "ALTER TABLE api_tokens ADD COLUMN pii BIGINT NOT NULL DEFAULT 0",
         ],
     ),
 ];

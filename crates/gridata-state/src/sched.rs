@@ -105,6 +105,9 @@ pub struct TokenRecord {
     pub created_ms: i64,
     /// Revoked tokens are refused.
     pub revoked: bool,
+    /// Sees PII columns unmasked (admins always do).
+    #[serde(default)]
+    pub pii: bool,
 }
 
 /// A pool and its use.
@@ -255,6 +258,7 @@ fn token_from(r: &sqlx::any::AnyRow) -> Result<TokenRecord> {
         secret_hash: r.try_get("secret_hash").map_err(e())?,
         created_ms: r.try_get("created_ms").map_err(e())?,
         revoked: r.try_get::<i64, _>("revoked").map_err(e())? != 0,
+        pii: r.try_get::<i64, _>("pii").map_err(e())? != 0,
     })
 }
 
@@ -794,8 +798,8 @@ impl SchedulerStore for SqlStateStore {
 
     async fn create_token(&self, t: &TokenRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO api_tokens (token_id, name, role, secret_hash, created_ms, revoked)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_tokens (token_id, name, role, secret_hash, created_ms, revoked, pii)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&t.token_id)
         .bind(&t.name)
@@ -803,6 +807,7 @@ impl SchedulerStore for SqlStateStore {
         .bind(&t.secret_hash)
         .bind(t.created_ms)
         .bind(i64::from(t.revoked))
+        .bind(i64::from(t.pii))
         .execute(&self.pool)
         .await
         .map_err(db("create token"))?;
@@ -811,7 +816,7 @@ impl SchedulerStore for SqlStateStore {
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
         sqlx::query(
-            "SELECT token_id, name, role, secret_hash, created_ms, revoked FROM api_tokens
+            "SELECT token_id, name, role, secret_hash, created_ms, revoked, pii FROM api_tokens
              WHERE secret_hash = $1",
         )
         .bind(hash)
@@ -825,7 +830,7 @@ impl SchedulerStore for SqlStateStore {
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let rows = sqlx::query(
-            "SELECT token_id, name, role, secret_hash, created_ms, revoked FROM api_tokens
+            "SELECT token_id, name, role, secret_hash, created_ms, revoked, pii FROM api_tokens
              ORDER BY created_ms",
         )
         .fetch_all(&self.pool)
@@ -1061,6 +1066,7 @@ pub(crate) mod tests {
             secret_hash: format!("hash-{tag}"),
             created_ms: 1,
             revoked: false,
+            pii: true,
         };
         store.create_token(&t).await.unwrap();
         assert_eq!(

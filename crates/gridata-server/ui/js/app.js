@@ -38,7 +38,11 @@ function theme(next) {
 
 function showSession() {
   const who = document.getElementById("who");
-  who.textContent = session.open ? "open (loopback)" : session.role ? `signed in: ${session.role}` : "";
+  who.textContent = session.open
+    ? "open (loopback)"
+    : session.role
+      ? `signed in: ${session.role}${session.pii ? "" : " · PII masked"}`
+      : "";
   document.getElementById("signout").hidden = session.open || !session.role;
 }
 
@@ -47,6 +51,7 @@ async function whoami() {
     const w = await api("/api/v1/whoami");
     session.role = w.role;
     session.open = w.open;
+    session.pii = w.pii;
   } catch (_) {
     session.role = null;
   }
@@ -82,6 +87,7 @@ function signIn(after) {
       setToken(t);
       session.role = w.role;
       session.open = w.open;
+      session.pii = w.pii;
       showSession();
       after();
     } catch (e) {

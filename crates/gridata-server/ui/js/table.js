@@ -79,11 +79,45 @@ function checkHistory(name, checks) {
   );
 }
 
+// Each schema version with what changed from the one before.
+function schemaHistory(name, versions) {
+  let prev = null;
+  const rows = versions.map((v) => {
+    const byId = new Map(v.columns.map((c) => [c.id, c]));
+    const changes = [];
+    const first = prev === null;
+    if (!first) {
+      const before = new Map(prev.columns.map((c) => [c.id, c]));
+      for (const c of v.columns) {
+        const b = before.get(c.id);
+        if (!b) changes.push(`+ ${c.name} ${c.type}`);
+        else if (b.name !== c.name) changes.push(`${b.name} → ${c.name}`);
+        else if (b.type !== c.type) changes.push(`${c.name}: ${b.type} → ${c.type}`);
+      }
+      for (const b of prev.columns) if (!byId.has(b.id)) changes.push(`− ${b.name}`);
+    }
+    prev = v;
+    return { v, changes: first ? "created" : changes.join(", ") || "no column change" };
+  });
+  return table(
+    `schema versions of ${name}`,
+    [
+      ["Schema", ({ v }) => `${v.schema_id}${v.current ? " (current)" : ""}`],
+      ["Columns", ({ v }) => v.columns.length],
+      ["Change", ({ changes }) => changes],
+      ["Snapshots", ({ v }) => v.snapshots.length],
+      ["First used", ({ v }) => fmtTime(v.first_used_ms)],
+    ],
+    rows.reverse(),
+  );
+}
+
 export async function tablePage(main, [name], query) {
-  const [t, pii, checks] = await Promise.all([
+  const [t, pii, checks, schemas] = await Promise.all([
     api(`/api/v1/tables/${enc(name)}`),
     api(`/api/v1/tables/${enc(name)}/pii`),
     api(`/api/v1/datasets/${enc(name)}/checks${qs({ limit: 200 })}`),
+    api(`/api/v1/tables/${enc(name)}/schemas`),
   ]);
   const piiBy = Object.fromEntries(pii.map((p) => [p.column, p]));
   const timelineBox = h("section", { "aria-labelledby": "snap-title" });
@@ -231,6 +265,7 @@ export async function tablePage(main, [name], query) {
         t.columns,
       ),
     ),
+    h("section", { "aria-labelledby": "schemas-title" }, h("h2", { id: "schemas-title" }, "Schema history"), schemaHistory(name, schemas)),
     timelineBox,
     previewBox,
     diffBox,
