@@ -98,6 +98,7 @@ try {
   step = "3. time travel";
   await page.goto(`${BASE}/#/tables/ecommerce.orders`);
   await page.getByRole("heading", { name: "Snapshots", exact: true }).waitFor();
+  await page.getByRole("table", { name: "partitions of ecommerce.orders" }).locator("tbody tr").first().waitFor();
   const snaps = page.locator("ol.timeline > li");
   check((await snaps.count()) >= 2, "ecommerce.orders should have at least two snapshots");
   const previous = snaps.nth(1);

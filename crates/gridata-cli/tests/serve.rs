@@ -289,6 +289,8 @@ async fn sigkill_mid_run_resumes_on_restart_postgres() {
     sigkill_recovery(Some(&pg_url())).await;
 }
 
+/// Runs of two tasks; task `a` lasts long enough that 16 runs outlast a
+/// second scheduler's claim interval (1 s) even on a loaded machine.
 fn logged(id: &str, log: &Path) -> String {
     let log = log.display();
     format!(
@@ -297,7 +299,7 @@ id: {id}
 max_active_runs: 16
 tasks:
   - id: a
-    command: {{ program: sh, args: ["-c", "echo {{{{ run_id }}}} a >> {log}; sleep 0.2"] }}
+    command: {{ program: sh, args: ["-c", "echo {{{{ run_id }}}} a >> {log}; sleep 0.6"] }}
   - id: b
     depends_on: [a]
     command: {{ program: sh, args: ["-c", "echo {{{{ run_id }}}} b >> {log}"] }}

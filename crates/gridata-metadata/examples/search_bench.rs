@@ -77,6 +77,8 @@ fn main() {
                     .collect(),
                 row_count: Some(i as u64),
                 snapshot_id: None,
+                size_bytes: None,
+                quality: None,
                 pipeline: None,
                 updated_ms: 0,
             }

@@ -264,6 +264,8 @@ mod tests {
                 .collect(),
             row_count: None,
             snapshot_id: None,
+            size_bytes: None,
+            quality: None,
             pipeline: None,
             updated_ms: 0,
         }

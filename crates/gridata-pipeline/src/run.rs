@@ -1107,7 +1107,80 @@ impl Runner {
 
     /// Register every table this run wrote, with its schema, metadata, row
     /// count and PII found in a sample of rows.
-    async fn register_dataset(&self, table: &str, pipeline: &str, now: i64) {
+    /// Register the raw file patterns a write read as datasets (namespace:
+    /// their zone), with the columns lineage found read from them.
+    async fn register_files(
+        &self,
+        edges: &[gridata_state::LineageEdge],
+        shared: &Arc<Shared>,
+        now: i64,
+    ) {
+        let mut files: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        for e in edges {
+            if let Some((zone, _)) = e.source_dataset.split_once(':')
+                && zone != "task"
+                && !zone.contains('.')
+            {
+                let cols = files.entry(e.source_dataset.as_str()).or_default();
+                if !e.source_field.is_empty() {
+                    cols.insert(e.source_field.as_str());
+                }
+            }
+        }
+        for (name, cols) in files {
+            let record = gridata_state::DatasetRecord {
+                name: name.to_string(),
+                namespace: name.split(':').next().unwrap_or_default().to_string(),
+                description: Some(format!(
+                    "Files matching {} in the {} zone",
+                    name.split_once(':').map_or("", |x| x.1),
+                    name.split(':').next().unwrap_or_default()
+                )),
+                owners: shared.pipeline.pipeline.owners.clone(),
+                tags: vec!["files".into()],
+                domain: None,
+                glossary_terms: Vec::new(),
+                columns: cols
+                    .into_iter()
+                    .map(|c| gridata_state::ColumnInfo {
+                        name: c.to_string(),
+                        ty: "string".into(),
+                        description: None,
+                        pii: None,
+                        pii_confidence: None,
+                        masking: None,
+                    })
+                    .collect(),
+                row_count: None,
+                snapshot_id: None,
+                size_bytes: None,
+                quality: None,
+                pipeline: Some(shared.pipeline.pipeline.id.clone()),
+                updated_ms: now,
+            };
+            if let Err(e) = self.state.upsert_dataset(&record).await {
+                tracing::warn!(dataset = name, error = %e, "could not register files");
+            }
+        }
+    }
+
+    async fn register_dataset(&self, table: &str, shared: &Arc<Shared>, now: i64) {
+        let pipeline = shared.pipeline.pipeline.id.as_str();
+        let checks: Vec<_> = self
+            .state
+            .checks(&shared.run_id)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.dataset == table && c.severity == "error")
+            .collect();
+        let quality = (!checks.is_empty()).then(|| {
+            if checks.iter().all(|c| c.passed) {
+                "passed".to_string()
+            } else {
+                "failed".to_string()
+            }
+        });
         let Ok(name) = TableName::parse(table) else {
             return;
         };
@@ -1178,6 +1251,13 @@ impl Runner {
                     .and_then(|v| v.parse().ok())
             }),
             snapshot_id: snap.map(|s| s.snapshot_id()),
+            size_bytes: snap.and_then(|s| {
+                s.summary()
+                    .additional_properties
+                    .get("total-files-size")
+                    .and_then(|v| v.parse().ok())
+            }),
+            quality,
             pipeline: Some(pipeline.to_string()),
             updated_ms: now,
         };
@@ -1207,8 +1287,7 @@ impl Runner {
             };
             let lineage = v.get("lineage").cloned().unwrap_or_default();
             if lineage.is_null() {
-                self.register_dataset(table, &shared.pipeline.pipeline.id, now)
-                    .await;
+                self.register_dataset(table, shared, now).await;
                 continue;
             }
             let edge = |field: &str, src: &serde_json::Value| gridata_state::LineageEdge {
@@ -1241,8 +1320,8 @@ impl Runner {
             if let Err(e) = self.state.record_lineage(table, &edges).await {
                 tracing::warn!(table, error = %e, "could not record lineage");
             }
-            self.register_dataset(table, &shared.pipeline.pipeline.id, now)
-                .await;
+            self.register_files(&edges, shared, now).await;
+            self.register_dataset(table, shared, now).await;
         }
     }
 

@@ -145,6 +145,8 @@ async fn register(
             columns,
             row_count: out["outputFacets"]["outputStatistics"]["rowCount"].as_u64(),
             snapshot_id: None,
+            size_bytes: None,
+            quality: None,
             pipeline: Some(format!("{}/{}", r.job_namespace, r.job_name)),
             updated_ms: now,
         })

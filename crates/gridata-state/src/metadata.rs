@@ -93,6 +93,12 @@ pub struct DatasetRecord {
     /// Current snapshot.
     #[serde(default)]
     pub snapshot_id: Option<i64>,
+    /// Bytes of data files in the current snapshot.
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
+    /// `passed` or `failed`: the error-level checks of the last write.
+    #[serde(default)]
+    pub quality: Option<String>,
     /// The pipeline that last wrote it.
     #[serde(default)]
     pub pipeline: Option<String>,
@@ -476,6 +482,8 @@ pub(crate) mod tests {
             }],
             row_count: Some(3),
             snapshot_id: Some(1),
+            size_bytes: Some(10),
+            quality: Some("passed".into()),
             pipeline: Some("p".into()),
             updated_ms: 5,
         };

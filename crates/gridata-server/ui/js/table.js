@@ -121,6 +121,7 @@ export async function tablePage(main, [name], query) {
   ]);
   const piiBy = Object.fromEntries(pii.map((p) => [p.column, p]));
   const timelineBox = h("section", { "aria-labelledby": "snap-title" });
+  const partitionsBox = h("section", { "aria-labelledby": "parts-title" }, h("h2", { id: "parts-title" }, "Partitions"));
   const previewBox = h("section", { "aria-labelledby": "preview-title" });
   const diffBox = h("section", { "aria-labelledby": "diff-title" });
 
@@ -265,12 +266,38 @@ export async function tablePage(main, [name], query) {
         t.columns,
       ),
     ),
+    partitionsBox,
     h("section", { "aria-labelledby": "schemas-title" }, h("h2", { id: "schemas-title" }, "Schema history"), schemaHistory(name, schemas)),
     timelineBox,
     previewBox,
     diffBox,
     h("section", { "aria-labelledby": "quality-title", id: "quality" }, h("h2", { id: "quality-title" }, "Quality"), checkHistory(name, checks)),
   );
+  const [ns, tbl] = [name.slice(0, name.lastIndexOf(".")), name.slice(name.lastIndexOf(".") + 1)];
+  const filesTable = `${sqlName(ns)}."${`${tbl}$files`.replace(/"/g, '""')}"`;
+  api("/api/v1/sql", {
+    method: "POST",
+    body: {
+      query: `SELECT partition, count(*) AS files, sum(record_count) AS records, sum(file_size_in_bytes) AS bytes FROM ${filesTable} GROUP BY partition ORDER BY partition`,
+      limit: 1000,
+    },
+  })
+    .then((r) =>
+      partitionsBox.append(
+        table(
+          `partitions of ${name}`,
+          [
+            ["Partition", (p) => p.partition || "(unpartitioned)"],
+            ["Files", (p) => fmtNum(p.files)],
+            ["Rows", (p) => fmtNum(p.records)],
+            ["Size", (p) => `${(Number(p.bytes) / 1024).toFixed(1)} KiB`],
+          ],
+          r.rows,
+          "No data file.",
+        ),
+      ),
+    )
+    .catch((e) => partitionsBox.append(errorBox(e)));
   const snaps = await drawTimeline();
   const at = query.get("snapshot");
   if (at) await preview(at);
