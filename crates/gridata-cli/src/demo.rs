@@ -272,9 +272,7 @@ pub async fn run(args: &DemoArgs, home: Option<PathBuf>) -> Result<()> {
         "gridata --home {h} sql \"SELECT count(*) FROM ecommerce.orders VERSION AS OF <snapshot id>\""
     );
     println!("gridata --home {h} pipeline validate");
-    println!(
-        "gridata --home {h} serve    # scheduler + API on http://127.0.0.1:8080/api/v1/pipelines"
-    );
+    println!("gridata --home {h} serve    # scheduler, API and web UI on http://127.0.0.1:8080/");
     println!(
         "python: SqlCatalog(\"gridata\", uri=\"sqlite:///{}\", warehouse=\"file://{}\")",
         std::path::absolute(root.join("catalog.db"))?.display(),
