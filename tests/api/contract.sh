@@ -38,15 +38,9 @@ g run ecommerce_customers -p date=2026-11-20 --json >/dev/null
 TOKEN=$(g token create --role admin --name contract 2>/dev/null)
 SCRAPE=$(g token create --role viewer --name prometheus 2>/dev/null)
 
-g serve --addr 127.0.0.1:0 --no-watch >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVE_PID=$!
-for _ in $(seq 1 100); do
-    grep -q "listening on" "$WORK/serve.out" 2>/dev/null && break
-    sleep 0.1
-done
-BASE=$(grep -o 'http://[0-9.:]*' "$WORK/serve.out" | head -1)
-[[ -n "$BASE" ]] || { cat "$WORK/serve.log" >&2; echo "contract.sh: gridata serve did not start" >&2; exit 1; }
-echo "contract.sh: gridata serve at $BASE"
+# shellcheck source=../lib/serve.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/serve.sh"
+start_serve contract.sh --no-watch
 
 # From the scratch folder: schemathesis keeps a cache in the working directory.
 (cd "$WORK" && "$ST" run "$BASE/api/v1/openapi.json" \

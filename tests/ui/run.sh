@@ -52,15 +52,9 @@ done
 ADMIN=$(g token create --role admin --name ui-admin 2>/dev/null)
 VIEWER=$(g token create --role viewer --name ui-viewer 2>/dev/null)
 
-g serve --addr 127.0.0.1:0 --no-watch --tick-ms 200 >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVE_PID=$!
-for _ in $(seq 1 100); do
-    grep -q "listening on" "$WORK/serve.out" 2>/dev/null && break
-    sleep 0.1
-done
-BASE=$(grep -o 'http://[0-9.:]*' "$WORK/serve.out" | head -1)
-[[ -n "$BASE" ]] || { echo "ui/run.sh: gridata serve did not start" >&2; exit 1; }
-echo "ui/run.sh: gridata serve at $BASE"
+# shellcheck source=../lib/serve.sh
+source "$HERE/../lib/serve.sh"
+start_serve ui/run.sh --no-watch --tick-ms 200
 
 # ES modules resolve packages from the script's folder: run a copy beside
 # a link to the tools' node_modules.

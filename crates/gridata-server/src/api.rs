@@ -1049,18 +1049,7 @@ pub async fn get_table(
         summary: table_summary(&t),
         location: m.location().to_string(),
         metadata_location: t.metadata_location.clone(),
-        columns: schema
-            .as_struct()
-            .fields()
-            .iter()
-            .map(|f| Column {
-                id: f.id,
-                name: f.name.clone(),
-                ty: f.field_type.to_string(),
-                required: f.required,
-                doc: f.doc.clone(),
-            })
-            .collect(),
+        columns: columns(schema),
         partitioning: m
             .default_partition_spec()
             .fields()
@@ -1076,6 +1065,22 @@ pub async fn get_table(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     }))
+}
+
+/// The columns of an Iceberg schema.
+pub(crate) fn columns(schema: &gridata_lake::iceberg::spec::Schema) -> Vec<Column> {
+    schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| Column {
+            id: f.id,
+            name: f.name.clone(),
+            ty: f.field_type.to_string(),
+            required: f.required,
+            doc: f.doc.clone(),
+        })
+        .collect()
 }
 
 /// A table's snapshots, oldest first.

@@ -416,18 +416,7 @@ pub async fn schemas(
             SchemaVersion {
                 schema_id: schema.schema_id(),
                 current: schema.schema_id() == current,
-                columns: schema
-                    .as_struct()
-                    .fields()
-                    .iter()
-                    .map(|f| crate::api::Column {
-                        id: f.id,
-                        name: f.name.clone(),
-                        ty: f.field_type.to_string(),
-                        required: f.required,
-                        doc: f.doc.clone(),
-                    })
-                    .collect(),
+                columns: crate::api::columns(schema),
                 snapshots: used.iter().map(|s| s.snapshot_id()).collect(),
                 first_used_ms: used.first().map(|s| s.timestamp_ms()),
             }
