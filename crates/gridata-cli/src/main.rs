@@ -301,9 +301,26 @@ fn home_path(cli: &Cli) -> PathBuf {
     })
 }
 
+/// Bound the query engine's memory: `GRIDATA_MEMORY_LIMIT`, else the
+/// home's `engine.memory_limit`.
+pub(crate) fn engine_memory(home: &Home) -> Result<()> {
+    let limit = match std::env::var("GRIDATA_MEMORY_LIMIT") {
+        Ok(v) if !v.trim().is_empty() => Some(
+            v.parse::<gridata_core::ByteSize>()
+                .map_err(|e| anyhow::anyhow!("GRIDATA_MEMORY_LIMIT: {e}"))?,
+        ),
+        _ => home.config.engine.memory_limit,
+    };
+    if let Some(l) = limit {
+        gridata_engine::set_memory_limit(Some(usize::try_from(l.0).unwrap_or(usize::MAX)));
+    }
+    Ok(())
+}
+
 async fn open(cli: &Cli) -> Result<Lake> {
     let root = home_path(cli);
     let home = Home::open(&root)?;
+    engine_memory(&home)?;
     if home.local_root().is_some()
         && !home.catalog_db().exists()
         && home.config.catalog.url.is_none()
@@ -333,6 +350,7 @@ fn spinner(msg: &str) -> indicatif::ProgressBar {
 pub(crate) async fn init(root: &std::path::Path) -> Result<Lake> {
     std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
     let home = Home::open(root)?;
+    engine_memory(&home)?;
     let storage = gridata_storage::Storage::open(&home)?;
     storage.init()?;
     pipes::state(&home).await?;

@@ -73,6 +73,21 @@ pub struct Config {
     /// Where OpenLineage RunEvents go. Default: nowhere.
     #[serde(default)]
     pub openlineage: Option<OpenLineageConfig>,
+    /// The query engine.
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+/// The in-process query engine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Memory that sorts, aggregations and joins of one process may hold,
+    /// such as `2GB`; past it, sorts and aggregations spill to temporary
+    /// files. Default: half of the machine's memory. The environment
+    /// variable `GRIDATA_MEMORY_LIMIT` overrides it.
+    #[serde(default)]
+    pub memory_limit: Option<crate::ByteSize>,
 }
 
 /// OpenLineage event delivery. Events wait in the state store until each

@@ -12,12 +12,14 @@ pub mod config;
 pub mod error;
 pub mod ident;
 pub mod secret;
+pub mod size;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CatalogConfig, Config, Home, OpenLineageConfig, S3Config, StateConfig, StorageConfig, ZONES,
-    Zone,
+    CatalogConfig, Config, EngineConfig, Home, OpenLineageConfig, S3Config, StateConfig,
+    StorageConfig, ZONES, Zone,
 };
 pub use error::{Error, Result};
 pub use ident::TableName;
 pub use secret::{Secret, SecretRef};
+pub use size::ByteSize;

@@ -24,6 +24,9 @@ pub use datafusion;
 pub use dialect::GridataDialect;
 pub use error::{Error, Result};
 pub use mask::{Mask, Masks};
-pub use ops::{ImportFormat, ImportReport, InputFile, WriteMode};
+pub use ops::{
+    ImportFormat, ImportReport, InputFile, PARALLEL_WRITE_BYTES, PARALLEL_WRITE_ROWS, WriteMode,
+    partition_streams,
+};
 pub use provider::{FieldIdAdapterFactory, LakeTableProvider, to_predicate};
-pub use session::Engine;
+pub use session::{Engine, set_memory_limit};

@@ -16,6 +16,28 @@ use crate::provider::LakeTableProvider;
 use crate::session::Engine;
 use crate::{Error, Result};
 
+/// Writes of at least this many rows get one writer per core.
+pub const PARALLEL_WRITE_ROWS: u64 = 1 << 20;
+/// Writes of at least this many input bytes get one writer per core.
+pub const PARALLEL_WRITE_BYTES: u64 = 64 << 20;
+
+/// A frame's rows as at most `lanes` streams: its plan's partitions when
+/// there are no more of them than lanes, else one merged stream.
+pub async fn partition_streams(
+    df: DataFrame,
+    lanes: usize,
+) -> datafusion::error::Result<Vec<datafusion::physical_plan::SendableRecordBatchStream>> {
+    use datafusion::physical_plan::ExecutionPlanProperties;
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    let n = plan.output_partitioning().partition_count();
+    if lanes > 1 && n > 1 && n <= lanes {
+        datafusion::physical_plan::execute_stream_partitioned(plan, task)
+    } else {
+        Ok(vec![datafusion::physical_plan::execute_stream(plan, task)?])
+    }
+}
+
 /// The format of an input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportFormat {
@@ -243,10 +265,13 @@ impl Engine {
         let target = table.arrow_schema(None)?;
         let mut report = ImportReport::default();
         let mut frames = Vec::with_capacity(files.len());
+        let mut bytes = 0u64;
         for file in files {
             frames.push((self.read_input(file, &table).await?, file.path.clone()));
+            bytes += self.input_size(&file.path).await.unwrap_or(0);
         }
-        let (counts, added) = self.write_frames(&table, &target, frames).await?;
+        let lanes = self.lanes_for(None, Some(bytes));
+        let (counts, added) = self.write_frames(&table, &target, frames, lanes).await?;
         for (file, rows) in files.iter().zip(counts) {
             report.rows_per_file.push((file.path.clone(), rows));
             report.rows += rows;
@@ -274,7 +299,43 @@ impl Engine {
         Ok(report)
     }
 
-    /// Write a DataFrame's rows as data files of `table` (not committed).
+    /// Writers for a write of about `rows` rows or `bytes` bytes: one for
+    /// small writes, so a partition gets one file; one per core past
+    /// [`PARALLEL_WRITE_ROWS`] rows or [`PARALLEL_WRITE_BYTES`] bytes.
+    pub fn lanes_for(&self, rows: Option<u64>, bytes: Option<u64>) -> usize {
+        let big = rows.is_some_and(|r| r >= PARALLEL_WRITE_ROWS)
+            || bytes.is_some_and(|b| b >= PARALLEL_WRITE_BYTES);
+        if big {
+            self.context().state().config().target_partitions().max(1)
+        } else {
+            1
+        }
+    }
+
+    /// [`Engine::lanes_for`] a frame, from its plan's statistics.
+    pub async fn lanes_for_frame(&self, df: &DataFrame) -> usize {
+        let Ok(plan) = df.clone().create_physical_plan().await else {
+            return 1;
+        };
+        let Ok(stats) = plan.partition_statistics(None) else {
+            return 1;
+        };
+        self.lanes_for(
+            stats.num_rows.get_value().map(|n| *n as u64),
+            stats.total_byte_size.get_value().map(|n| *n as u64),
+        )
+    }
+
+    async fn input_size(&self, path: &str) -> Option<u64> {
+        if path.contains("://") {
+            self.lake().storage().head(path).await.ok().map(|f| f.size)
+        } else {
+            std::fs::metadata(path).ok().map(|m| m.len())
+        }
+    }
+
+    /// Write a DataFrame's rows as data files of `table` (not committed),
+    /// through one writer.
     pub async fn write_frame(
         &self,
         table: &LakeTable,
@@ -283,56 +344,68 @@ impl Engine {
         source: &str,
     ) -> Result<(u64, Vec<gridata_lake::iceberg::spec::DataFile>)> {
         let (counts, files) = self
-            .write_frames(table, target, vec![(df, source.to_string())])
+            .write_frames(table, target, vec![(df, source.to_string())], 1)
             .await?;
         Ok((counts[0], files))
     }
 
-    /// Write several DataFrames, one after another, through one writer, so
-    /// a partition gets one file per write rather than one per input.
-    /// Returns the rows read from each and the data files (not committed).
-    /// Errors name the source of the failing frame.
+    /// Write several DataFrames through `lanes` writers running in
+    /// parallel: each frame's partitions are dealt to the lanes, and a lane
+    /// takes the frames one after another, so a partition gets one file
+    /// per lane rather than one per input. Returns the rows read from each
+    /// frame and the data files (not committed). Errors name the source of
+    /// the failing frame.
     pub async fn write_frames(
         &self,
         table: &LakeTable,
         target: &SchemaRef,
         frames: Vec<(DataFrame, String)>,
+        lanes: usize,
     ) -> Result<(Vec<u64>, Vec<gridata_lake::iceberg::spec::DataFile>)> {
         use std::sync::atomic::{AtomicU64, Ordering};
+        let lanes = lanes.max(1);
         let sources: Vec<String> = frames.iter().map(|(_, s)| s.clone()).collect();
-        let mut streams = Vec::with_capacity(frames.len());
+        let mut by_lane: Vec<Vec<gridata_lake::BatchStream>> =
+            (0..lanes).map(|_| Vec::new()).collect();
         let mut counters = Vec::with_capacity(frames.len());
         for (df, source) in frames {
-            let stream = df
-                .execute_stream()
+            let parts = partition_streams(df, lanes)
                 .await
                 .map_err(|e| input_err(&source, e))?;
             let counter = Arc::new(AtomicU64::new(0));
             counters.push(counter.clone());
-            let name = table.name.to_string();
-            let target = target.clone();
-            streams.push(stream.map(move |b| {
-                let tag = |reason: String| gridata_lake::Error::DataMismatch {
-                    table: name.clone(),
-                    reason: format!("{source}: {reason}"),
-                };
-                let b = b.map_err(|e| {
-                    tag(e
-                        .strip_backtrace()
-                        .trim_start_matches("Arrow error: ")
-                        .to_string())
-                })?;
-                counter.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-                gridata_lake::conform_batch(&name, &b, &target).map_err(|e| match e {
-                    gridata_lake::Error::DataMismatch { reason, .. } => tag(reason),
-                    other => other,
-                })
-            }));
+            for (lane, stream) in parts.into_iter().enumerate() {
+                let counter = counter.clone();
+                let source = source.clone();
+                let name = table.name.to_string();
+                let target = target.clone();
+                by_lane[lane].push(Box::pin(stream.map(move |b| {
+                    let tag = |reason: String| gridata_lake::Error::DataMismatch {
+                        table: name.clone(),
+                        reason: format!("{source}: {reason}"),
+                    };
+                    let b = b.map_err(|e| {
+                        tag(e
+                            .strip_backtrace()
+                            .trim_start_matches("Arrow error: ")
+                            .to_string())
+                    })?;
+                    counter.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                    gridata_lake::conform_batch(&name, &b, &target).map_err(|e| match e {
+                        gridata_lake::Error::DataMismatch { reason, .. } => tag(reason),
+                        other => other,
+                    })
+                })));
+            }
         }
-        let batches = futures::stream::iter(streams).flatten();
+        let streams: Vec<gridata_lake::BatchStream> = by_lane
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| Box::pin(futures::stream::iter(l).flatten()) as gridata_lake::BatchStream)
+            .collect();
         let files = self
             .lake()
-            .write_files(table, Box::pin(batches))
+            .write_files(table, streams)
             .await
             .map_err(|e| match e {
                 gridata_lake::Error::DataMismatch { ref reason, .. } => sources

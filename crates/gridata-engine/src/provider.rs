@@ -4,6 +4,8 @@
 //! - Files come from Iceberg planning (partition and column-statistics
 //!   pruning on the pushed-down filters); DataFusion's parallel Parquet
 //!   reader scans them, split into `target_partitions` groups.
+//! - The scan reports the manifests' exact row count and the files' size
+//!   as statistics, which the join planner uses to pick the build side.
 //! - Columns are matched by Iceberg field id, never by name, so renamed,
 //!   dropped, re-added and widened columns read correctly from old files.
 
@@ -14,8 +16,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
-use datafusion::common::{Result as DFResult, ScalarValue, project_schema};
+use datafusion::common::{Result as DFResult, ScalarValue, Statistics, project_schema};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileGroupPartitioner, FileScanConfigBuilder, ParquetSource,
@@ -84,7 +87,7 @@ impl LakeTableProvider {
         &self.table
     }
 
-    async fn plan(&self, filters: &[Expr]) -> gridata_lake::Result<Vec<(String, u64)>> {
+    async fn plan(&self, filters: &[Expr]) -> gridata_lake::Result<Vec<Planned>> {
         let Some(snapshot_id) = self.snapshot_id else {
             return Ok(Vec::new());
         };
@@ -93,7 +96,11 @@ impl LakeTableProvider {
             return Ok(live
                 .into_iter()
                 .filter(|f| files.iter().any(|p| p == f.file.file_path()))
-                .map(|f| (f.file.file_path().to_string(), f.file.file_size_in_bytes()))
+                .map(|f| Planned {
+                    path: f.file.file_path().to_string(),
+                    size: f.file.file_size_in_bytes(),
+                    rows: Some(f.file.record_count()),
+                })
                 .collect());
         }
         let predicate = filters
@@ -127,7 +134,11 @@ impl LakeTableProvider {
                 Ok::<_, gridata_lake::iceberg::Error>(
                     tasks
                         .into_iter()
-                        .map(|t| (t.data_file_path, t.file_size_in_bytes))
+                        .map(|t| Planned {
+                            path: t.data_file_path,
+                            size: t.file_size_in_bytes,
+                            rows: t.record_count,
+                        })
                         .collect::<Vec<_>>(),
                 )
             }
@@ -151,6 +162,25 @@ impl LakeTableProvider {
             }),
         }
     }
+}
+
+/// A data file Iceberg planning kept.
+struct Planned {
+    path: String,
+    size: u64,
+    rows: Option<u64>,
+}
+
+/// Table statistics from the manifests: the row count is exact (delete
+/// files are refused), so joins pick the smaller build side and
+/// `count(*)` needs no scan.
+fn statistics(files: &[Planned], schema: &Schema) -> Statistics {
+    let mut stats = Statistics::new_unknown(schema);
+    if let Some(rows) = files.iter().map(|f| f.rows).sum::<Option<u64>>() {
+        stats.num_rows = Precision::Exact(rows as usize);
+    }
+    stats.total_byte_size = Precision::Inexact(files.iter().map(|f| f.size as usize).sum());
+    stats
 }
 
 fn df_err(e: impl std::fmt::Display) -> DataFusionError {
@@ -206,11 +236,11 @@ impl TableProvider for LakeTableProvider {
                 projection,
             )?)));
         }
-        let (store_url, _) = split_uri(&files[0].0)?;
+        let (store_url, _) = split_uri(&files[0].path)?;
         let mut parts = Vec::with_capacity(files.len());
-        for (uri, size) in &files {
-            let (_, path) = split_uri(uri)?;
-            parts.push(PartitionedFile::new(path, *size));
+        for f in &files {
+            let (_, path) = split_uri(&f.path)?;
+            parts.push(PartitionedFile::new(path, f.size));
         }
         let source = ParquetSource::new(TableSchema::from_file_schema(self.schema.clone()))
             .with_table_parquet_options(state.default_table_options().parquet.clone());
@@ -226,6 +256,7 @@ impl TableProvider for LakeTableProvider {
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .with_expr_adapter(Some(Arc::new(FieldIdAdapterFactory)))
+            .with_statistics(statistics(&files, &self.schema))
             .build();
         Ok(DataSourceExec::from_data_source(conf))
     }

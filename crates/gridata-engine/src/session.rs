@@ -1,12 +1,15 @@
 //! [`Engine`]: a DataFusion session over the lake.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::DiskManager;
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use gridata_lake::Lake;
@@ -17,6 +20,60 @@ use crate::{Error, Result, timetravel};
 
 /// The DataFusion catalog name under which the lake is registered.
 pub const CATALOG: &str = "gridata";
+
+static MEMORY_LIMIT: OnceLock<Option<usize>> = OnceLock::new();
+static SHARED: OnceLock<(Arc<dyn MemoryPool>, Arc<DiskManager>)> = OnceLock::new();
+
+/// Bound the memory of every session in this process to `bytes`, shared
+/// fairly between the operators that can spill (sorts, aggregations),
+/// which then spill to temporary files. Without it the bound is half the
+/// machine's memory. Only the first call counts, and only before the
+/// first session.
+pub fn set_memory_limit(bytes: Option<usize>) {
+    let _ = MEMORY_LIMIT.set(bytes);
+}
+
+/// Half of the physical memory, from `/proc/meminfo`.
+fn default_memory_limit() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024 / 2)
+}
+
+/// A runtime for one session: the process-wide memory pool and spill
+/// files, and the session's own object stores (two lakes in one process
+/// may use the same URL for different stores).
+fn runtime() -> Arc<RuntimeEnv> {
+    let shared = SHARED.get_or_init(|| {
+        let limit = MEMORY_LIMIT
+            .get_or_init(default_memory_limit)
+            .unwrap_or(usize::MAX);
+        let pool: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            std::num::NonZeroUsize::new(5).expect("5"),
+        ));
+        let env = RuntimeEnvBuilder::new()
+            .with_memory_pool(pool)
+            .build()
+            .expect("runtime with the default disk manager");
+        (env.memory_pool, env.disk_manager)
+    });
+    let env = RuntimeEnvBuilder::new()
+        .with_memory_pool(shared.0.clone())
+        .build()
+        .expect("runtime with the default disk manager");
+    Arc::new(RuntimeEnv {
+        disk_manager: shared.1.clone(),
+        ..env
+    })
+}
 
 /// A SQL session over the lake.
 #[derive(Clone)]
@@ -50,6 +107,7 @@ impl Engine {
             );
         let state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(runtime())
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);

@@ -4,6 +4,8 @@
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
 use futures::{Stream, StreamExt};
 use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::spec::{DataFile, DataFileFormat};
@@ -109,18 +111,26 @@ pub fn conform_batch(table: &str, batch: &RecordBatch, target: &SchemaRef) -> Re
     RecordBatch::try_new(target.clone(), cols).map_err(|e| mismatch(e.to_string()))
 }
 
+/// Batches for one writer.
+pub type BatchStream = std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
+
 impl Lake {
-    /// Write batches as data files of `table` (not yet committed).
-    pub async fn write_files<S>(&self, table: &LakeTable, mut batches: S) -> Result<Vec<DataFile>>
-    where
-        S: Stream<Item = Result<RecordBatch>> + Unpin,
-    {
+    /// Write batches as data files of `table` (not yet committed). Each
+    /// stream gets its own writer on its own task, so encoding runs on as
+    /// many cores as there are streams; a partition gets one file (or more,
+    /// past the target size) per stream. The files come back in stream
+    /// order.
+    pub async fn write_files(
+        &self,
+        table: &LakeTable,
+        streams: Vec<BatchStream>,
+    ) -> Result<Vec<DataFile>> {
         let opts = WriteOptions::for_table(table);
         let schema = table.metadata.current_schema().clone();
         let spec = table.metadata.default_partition_spec().clone();
         let target = table.arrow_schema(None)?;
         let name = table.name.to_string();
-        let ctx = |what: &str| format!("write data files of '{name}': {what}");
+        let ctx = move |what: &str| format!("write data files of '{name}': {what}");
 
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
@@ -129,52 +139,84 @@ impl Lake {
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(1 << 20))
             .build();
-        let parquet = ParquetWriterBuilder::new(props, schema.clone());
         let location = DefaultLocationGenerator::new(table.metadata.as_ref())
             .map_err(Error::iceberg(ctx("location")))?;
+        // One generator for every writer: its counter is shared, so names
+        // never collide.
         let names = DefaultFileNameGenerator::new(
             uuid::Uuid::now_v7().to_string(),
             None,
             DataFileFormat::Parquet,
         );
-        let rolling = RollingFileWriterBuilder::new(
-            parquet,
-            opts.target_file_size,
-            self.file_io().clone(),
-            location,
-            names,
-        );
-        let builder = DataFileWriterBuilder::new(rolling);
-
-        let mut files = Vec::new();
-        if spec.is_unpartitioned() {
-            let mut w = builder
-                .build(None)
-                .await
-                .map_err(Error::iceberg(ctx("open")))?;
-            while let Some(b) = batches.next().await {
-                let b = conform_batch(&name, &b?, &target)?;
-                w.write(b).await.map_err(Error::iceberg(ctx("write")))?;
-            }
-            files.extend(w.close().await.map_err(Error::iceberg(ctx("close")))?);
+        let splitter = if spec.is_unpartitioned() {
+            None
         } else {
-            let splitter =
+            Some(Arc::new(
                 RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)
-                    .map_err(Error::iceberg(ctx("partition")))?;
-            let mut w = FanoutWriter::new(builder);
-            while let Some(b) = batches.next().await {
-                let b = conform_batch(&name, &b?, &target)?;
-                for (key, part) in splitter
-                    .split(&b)
-                    .map_err(Error::iceberg(ctx("partition")))?
-                {
-                    w.write(key, part)
-                        .await
-                        .map_err(Error::iceberg(ctx("write")))?;
+                    .map_err(Error::iceberg(ctx("partition")))?,
+            ))
+        };
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, mut batches) in streams.into_iter().enumerate() {
+            let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
+                ParquetWriterBuilder::new(props.clone(), schema.clone()),
+                opts.target_file_size,
+                self.file_io().clone(),
+                location.clone(),
+                names.clone(),
+            ));
+            let (splitter, target, ctx) = (splitter.clone(), target.clone(), ctx.clone());
+            let name = table.name.to_string();
+            tasks.spawn(async move {
+                let mut files = Vec::new();
+                match splitter {
+                    None => {
+                        let mut w = builder
+                            .build(None)
+                            .await
+                            .map_err(Error::iceberg(ctx("open")))?;
+                        while let Some(b) = batches.next().await {
+                            let b = conform_batch(&name, &b?, &target)?;
+                            w.write(b).await.map_err(Error::iceberg(ctx("write")))?;
+                        }
+                        files.extend(w.close().await.map_err(Error::iceberg(ctx("close")))?);
+                    }
+                    Some(splitter) => {
+                        let mut w = FanoutWriter::new(builder);
+                        while let Some(b) = batches.next().await {
+                            let b = conform_batch(&name, &b?, &target)?;
+                            for (key, part) in splitter
+                                .split(&b)
+                                .map_err(Error::iceberg(ctx("partition")))?
+                            {
+                                w.write(key, part)
+                                    .await
+                                    .map_err(Error::iceberg(ctx("write")))?;
+                            }
+                        }
+                        files.extend(w.close().await.map_err(Error::iceberg(ctx("close")))?);
+                    }
+                }
+                Ok::<_, Error>((i, files))
+            });
+        }
+        let mut done: Vec<(usize, Vec<DataFile>)> = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok(Ok(files)) => done.push(files),
+                // The first failure wins; the other writers are dropped with
+                // the set and their files left for orphan cleanup.
+                Ok(Err(e)) => return Err(e),
+                Err(e) => {
+                    return Err(Error::Format {
+                        context: format!("write data files of '{}'", table.name),
+                        reason: format!("writer task failed: {e}"),
+                    });
                 }
             }
-            files.extend(w.close().await.map_err(Error::iceberg(ctx("close")))?);
         }
-        Ok(files)
+        done.sort_by_key(|(i, _)| *i);
+        Ok(done.into_iter().flat_map(|(_, f)| f).collect())
     }
 }

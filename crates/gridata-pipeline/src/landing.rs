@@ -271,15 +271,21 @@ fn percent_decode(p: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A Parquet file being written locally, uploaded on [`ParquetOut::finish`]
-/// when its target is remote.
+/// A Parquet file being written locally, uploaded by [`Closed::upload`]
+/// when its target is remote. Encoding and compression run on a thread of
+/// their own, fed through a channel of [`QUEUE`] batches, so the producer
+/// keeps its core.
 pub struct ParquetOut {
     uri: String,
     local: Local,
-    writer: ArrowWriter<std::fs::File>,
+    tx: Option<std::sync::mpsc::SyncSender<RecordBatch>>,
+    encoder: Option<std::thread::JoinHandle<Result<(), String>>>,
     /// Rows written.
     pub rows: u64,
 }
+
+/// Batches waiting for the encoder thread.
+const QUEUE: usize = 2;
 
 impl ParquetOut {
     /// Start a file at `uri` with `schema`.
@@ -302,11 +308,25 @@ impl ParquetOut {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1")))
             .build();
-        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| e.to_string())?;
+        let mut writer =
+            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| e.to_string())?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(QUEUE);
+        let name = uri.to_string();
+        let encoder = std::thread::Builder::new()
+            .name("gridata-parquet".into())
+            .spawn(move || {
+                for batch in rx {
+                    writer.write(&batch).map_err(|e| format!("{name}: {e}"))?;
+                }
+                writer.close().map_err(|e| format!("{name}: {e}"))?;
+                Ok(())
+            })
+            .map_err(|e| format!("{uri}: {e}"))?;
         Ok(Self {
             uri: uri.to_string(),
             local,
-            writer,
+            tx: Some(tx),
+            encoder: Some(encoder),
             rows: 0,
         })
     }
@@ -314,19 +334,34 @@ impl ParquetOut {
     /// Append a batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
         self.rows += batch.num_rows() as u64;
-        self.writer
-            .write(batch)
-            .map_err(|e| format!("{}: {e}", self.uri))
+        let sent = self.tx.as_ref().map(|tx| tx.send(batch.clone()).is_ok());
+        if sent == Some(true) {
+            return Ok(());
+        }
+        // The encoder stopped: its error says why.
+        self.tx = None;
+        Err(self
+            .join()
+            .err()
+            .unwrap_or_else(|| format!("{}: the Parquet encoder stopped", self.uri)))
     }
 
-    /// Close the file (sync part); then [`Closed::upload`].
-    pub fn close(self) -> Result<Closed, String> {
-        self.writer
-            .close()
-            .map_err(|e| format!("{}: {e}", self.uri))?;
+    fn join(&mut self) -> Result<(), String> {
+        match self.encoder.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| format!("{}: the Parquet encoder panicked", self.uri))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Finish the file (sync part); then [`Closed::upload`].
+    pub fn close(mut self) -> Result<Closed, String> {
+        self.tx = None;
+        self.join()?;
         Ok(Closed {
-            uri: self.uri,
-            local: self.local,
+            uri: std::mem::take(&mut self.uri),
+            local: std::mem::replace(&mut self.local, Local::Direct(PathBuf::new())),
             rows: self.rows,
         })
     }

@@ -521,66 +521,7 @@ impl JsonSchema for Dur {
     }
 }
 
-/// A size in bytes: `512`, `10KB`, `5MB`, `10GB`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(into = "u64")]
-pub struct ByteSize(pub u64);
-
-impl From<ByteSize> for u64 {
-    fn from(b: ByteSize) -> u64 {
-        b.0
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => {
-                let t = s.trim().to_ascii_uppercase();
-                let (num, unit) =
-                    t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-                let n: u64 = num.parse().map_err(|_| {
-                    serde::de::Error::custom(format!("'{s}' is not a size such as 10MB"))
-                })?;
-                let mult = match unit.trim() {
-                    "" | "B" => 1,
-                    "KB" => 1 << 10,
-                    "MB" => 1 << 20,
-                    "GB" => 1 << 30,
-                    "TB" => 1 << 40,
-                    other => {
-                        return Err(serde::de::Error::custom(format!(
-                            "unknown size unit '{other}' in '{s}'"
-                        )));
-                    }
-                };
-                Ok(ByteSize(n * mult))
-            }
-        }
-    }
-}
-
-impl JsonSchema for ByteSize {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "ByteSize".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "A size: bytes, or `10KB`, `5MB`, `10GB`.",
-            "anyOf": [
-                {"type": "string", "pattern": "^[0-9]+ *(B|KB|MB|GB|TB)?$"},
-                {"type": "integer", "minimum": 0}
-            ]
-        })
-    }
-}
+pub use gridata_core::ByteSize;
 
 /// The JSON Schema of pipeline files, for editors.
 pub fn json_schema() -> String {

@@ -44,6 +44,26 @@ mod openlineage;
 use gridata_metadata::openlineage::EventType;
 pub use openlineage::{Emitter, naming as openlineage_naming};
 
+/// Runs of equal values in a `_source_file` column, as (offset, length,
+/// file); a null file is `""`. Rows of one file come in long runs, so
+/// counting per run rather than per row costs next to nothing.
+pub fn file_runs(files: &arrow::array::StringArray) -> Vec<(usize, usize, &str)> {
+    use arrow::array::Array;
+    let mut runs: Vec<(usize, usize, &str)> = Vec::new();
+    for i in 0..files.len() {
+        let f = if files.is_valid(i) {
+            files.value(i)
+        } else {
+            ""
+        };
+        match runs.last_mut() {
+            Some((_, n, last)) if *last == f => *n += 1,
+            _ => runs.push((i, 1, f)),
+        }
+    }
+    runs
+}
+
 /// Quote a SQL identifier.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))

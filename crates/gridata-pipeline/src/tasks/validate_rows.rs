@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema};
 use futures::StreamExt;
@@ -328,40 +328,90 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             )
         } else if let Some(cols) = &rule.unique {
             let part: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
-            let order = if has_lines {
-                if has_file {
-                    "ORDER BY \"_source_file\", \"_source_line\""
-                } else {
-                    "ORDER BY \"_source_line\""
-                }
-            } else {
-                ""
-            };
-            plan.windows.push(format!(
-                "ROW_NUMBER() OVER (PARTITION BY {} {order}) AS \"__dup{i}\"",
-                part.join(", ")
-            ));
-            let first = if has_lines {
-                plan.windows.push(format!(
-                    "FIRST_VALUE(\"_source_line\") OVER (PARTITION BY {} {order}) AS \"__first{i}\"",
-                    part.join(", ")
-                ));
-                format!(" || ' (first at line ' || CAST(\"__first{i}\" AS VARCHAR) || ')'")
-            } else {
-                String::new()
-            };
             let key: Vec<String> = cols
                 .iter()
                 .map(|c| format!("COALESCE({}, '')", text(c)))
                 .collect();
-            (
-                format!("\"__dup{i}\" > 1"),
+            let describe = |first: String| {
                 format!(
                     "'duplicate {}: ' || concat_ws(', ', {}){first}",
                     cols.join(", "),
                     key.join(", ")
-                ),
-            )
+                )
+            };
+            if has_lines {
+                // Only keys seen more than once are ranked: a hash
+                // aggregate finds them, and just their rows are sorted, so
+                // memory follows the duplicates, not the input.
+                let mut order = Vec::new();
+                if has_file {
+                    order.push("\"_source_file\"".to_string());
+                }
+                order.push("\"_source_line\"".to_string());
+                let by = format!(
+                    "PARTITION BY {} ORDER BY {}",
+                    part.iter()
+                        .map(|c| format!("\"__x\".{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    order
+                        .iter()
+                        .map(|c| format!("\"__x\".{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let dup_on: Vec<String> = part
+                    .iter()
+                    .map(|c| format!("(\"__x\".{c} IS NOT DISTINCT FROM \"__d\".{c})"))
+                    .collect();
+                // The subquery's columns get names of their own, so the
+                // other rules' unqualified columns stay unambiguous.
+                let row_on: Vec<String> =
+                    part.iter()
+                        .enumerate()
+                        .map(|(n, c)| {
+                            format!("(\"__w\".{c} IS NOT DISTINCT FROM \"__u{i}\".\"__u{i}_k{n}\")")
+                        })
+                        .chain(
+                            order.iter().enumerate().map(|(n, c)| {
+                                format!("(\"__w\".{c} = \"__u{i}\".\"__u{i}_o{n}\")")
+                            }),
+                        )
+                        .collect();
+                plan.joins.push(format!(
+                    "LEFT JOIN (SELECT {keys}, {ord}, ROW_NUMBER() OVER ({by}) AS \"__rn\", \
+                     FIRST_VALUE(\"__x\".\"_source_line\") OVER ({by}) AS \"__first\" \
+                     FROM \"__input\" AS \"__x\" JOIN (SELECT {plain} FROM \"__input\" GROUP BY {plain} HAVING COUNT(*) > 1) AS \"__d\" \
+                     ON {dup_on}) AS \"__u{i}\" ON {row_on}",
+                    keys = part
+                        .iter()
+                        .enumerate()
+                        .map(|(n, c)| format!("\"__x\".{c} AS \"__u{i}_k{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    ord = order
+                        .iter()
+                        .enumerate()
+                        .map(|(n, c)| format!("\"__x\".{c} AS \"__u{i}_o{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    plain = part.join(", "),
+                    dup_on = dup_on.join(" AND "),
+                    row_on = row_on.join(" AND "),
+                ));
+                (
+                    format!("COALESCE(\"__u{i}\".\"__rn\" > 1, FALSE)"),
+                    describe(format!(
+                        " || ' (first at line ' || CAST(\"__u{i}\".\"__first\" AS VARCHAR) || ')'"
+                    )),
+                )
+            } else {
+                plan.windows.push(format!(
+                    "ROW_NUMBER() OVER (PARTITION BY {}) AS \"__dup{i}\"",
+                    part.join(", ")
+                ));
+                (format!("\"__dup{i}\" > 1"), describe(String::new()))
+            }
         } else if let Some(e) = &rule.exists_in {
             let key = e.key.clone().unwrap_or_else(|| e.column.clone());
             let refdf = ctx.input_frame(&engine, &e.dataset, &mut result).await?;
@@ -432,9 +482,17 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         .sql(&query)
         .await
         .map_err(|e| TaskError::fatal(format!("row rules: {e}")))?;
-    let mut stream = checked
-        .execute_stream()
+    let task_ctx = Arc::new(checked.task_ctx());
+    let physical = checked
+        .create_physical_plan()
         .await
+        .map_err(|e| TaskError::fatal(format!("row rules: {e}")))?;
+    tracing::debug!(
+        task = ctx.task_id(),
+        plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(false),
+        "row rules plan"
+    );
+    let mut stream = datafusion::physical_plan::execute_stream(physical, task_ctx)
         .map_err(|e| TaskError::fatal(format!("row rules: {e}")))?;
 
     let good_schema = Arc::new(Schema::new(
@@ -467,22 +525,17 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| TaskError::fatal(format!("row rules: {e}")))?;
         let rule = batch.column(ncols).clone();
-        let rejected: BooleanArray = (0..batch.num_rows())
-            .map(|i| Some(rule.is_valid(i)))
-            .collect();
+        let rejected = arrow::compute::is_not_null(&rule).map_err(TaskError::fatal)?;
         let accepted = arrow::compute::not(&rejected).map_err(TaskError::fatal)?;
         rows_in += batch.num_rows() as u64;
         if let Some(fi) = file_idx {
             let files = arrow::compute::cast(batch.column(fi), &DataType::Utf8)
                 .map_err(TaskError::fatal)?;
-            let files = files.as_string::<i32>();
-            for i in 0..batch.num_rows() {
-                let e = per_file.entry(files.value(i).to_string()).or_default();
-                if rejected.value(i) {
-                    e.1 += 1;
-                } else {
-                    e.0 += 1;
-                }
+            for (at, n, f) in crate::run::file_runs(files.as_string::<i32>()) {
+                let bad = rejected.slice(at, n).true_count() as u64;
+                let e = per_file.entry(f.to_string()).or_default();
+                e.0 += n as u64 - bad;
+                e.1 += bad;
             }
         }
         let data = conform(

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::datatypes::DataType;
 use datafusion::common::JoinType;
 use datafusion::prelude::{DataFrame, col};
@@ -110,7 +110,7 @@ pub(crate) async fn run(cfg: &Write, ctx: &TaskCtx) -> Result<TaskResult, TaskEr
         }
     }
 
-    let (counts, added) = write_rows(ctx, &table, df.clone()).await?;
+    let (counts, added) = write_rows(ctx, &engine, &table, df.clone()).await?;
     let rows: u64 = counts.values().sum();
     let mut properties = HashMap::from([
         ("gridata.run-id".to_string(), ctx.run_id().to_string()),
@@ -284,9 +284,10 @@ async fn create(
 }
 
 /// Write the rows as data files (not committed), counting rows per
-/// `_source_file`.
+/// `_source_file`; large inputs get one writer per core.
 async fn write_rows(
     ctx: &TaskCtx,
+    engine: &gridata_engine::Engine,
     table: &LakeTable,
     df: DataFrame,
 ) -> Result<
@@ -299,48 +300,35 @@ async fn write_rows(
     let target = table.arrow_schema(None).map_err(TaskError::fatal)?;
     let name = table.name.to_string();
     let file_idx = df.schema().as_arrow().index_of("_source_file").ok();
-    let stream = df
-        .execute_stream()
+    let lanes = engine.lanes_for_frame(&df).await;
+    let parts = gridata_engine::partition_streams(df, lanes)
         .await
         .map_err(|e| TaskError::fatal(format!("reading input of {name}: {e}")))?;
     let counts = Arc::new(std::sync::Mutex::new(HashMap::<String, u64>::new()));
-    let c2 = counts.clone();
-    let mapped = stream.map(move |b| {
-        let b = b.map_err(|e| gridata_lake::Error::DataMismatch {
-            table: name.clone(),
-            reason: e.strip_backtrace(),
-        })?;
-        if let Some(i) = file_idx
-            && let Ok(files) = arrow::compute::cast(b.column(i), &DataType::Utf8)
-        {
-            let files = files.as_string::<i32>();
-            let mut m = c2.lock().expect("counts");
-            let mut last: Option<(&str, u64)> = None;
-            for i in 0..files.len() {
-                let f = if files.is_valid(i) {
-                    files.value(i)
-                } else {
-                    ""
-                };
-                match &mut last {
-                    Some((l, n)) if *l == f => *n += 1,
-                    _ => {
-                        if let Some((l, n)) = last.take() {
-                            *m.entry(l.to_string()).or_default() += n;
-                        }
-                        last = Some((f, 1));
-                    }
+    let mut streams: Vec<gridata_lake::BatchStream> = Vec::with_capacity(parts.len());
+    for stream in parts {
+        let c2 = counts.clone();
+        let (name, target) = (name.clone(), target.clone());
+        streams.push(Box::pin(stream.map(move |b| {
+            let b = b.map_err(|e| gridata_lake::Error::DataMismatch {
+                table: name.clone(),
+                reason: e.strip_backtrace(),
+            })?;
+            if let Some(i) = file_idx
+                && let Ok(files) = arrow::compute::cast(b.column(i), &DataType::Utf8)
+            {
+                let files = files.as_string::<i32>();
+                let mut m = c2.lock().expect("counts");
+                for (_, n, f) in crate::run::file_runs(files) {
+                    *m.entry(f.to_string()).or_default() += n as u64;
                 }
             }
-            if let Some((l, n)) = last {
-                *m.entry(l.to_string()).or_default() += n;
-            }
-        }
-        gridata_lake::conform_batch(&name, &b, &target)
-    });
+            gridata_lake::conform_batch(&name, &b, &target)
+        })));
+    }
     let files = ctx
         .lake()
-        .write_files(table, Box::pin(mapped))
+        .write_files(table, streams)
         .await
         .map_err(|e| TaskError::fatal(format!("{e}")))?;
     let counts = std::mem::take(&mut *counts.lock().expect("counts"));
@@ -452,7 +440,7 @@ async fn merge_rewrites(
         let kept = fdf
             .join(keys.clone(), JoinType::LeftAnti, &left, &right_ref, None)
             .map_err(lake_err)?;
-        let (_, files) = write_rows(ctx, table, kept).await?;
+        let (_, files) = write_rows(ctx, engine, table, kept).await?;
         rewritten.extend(files);
     }
     Ok((removed, rewritten, replaced))
