@@ -21,6 +21,11 @@ use crate::{Error, Result, timetravel};
 /// The DataFusion catalog name under which the lake is registered.
 pub const CATALOG: &str = "gridata";
 
+/// Join build sides up to this many bytes (Parquet size) are broadcast.
+pub const BROADCAST_BYTES: usize = 16 << 20;
+/// Join build sides up to this many rows are broadcast.
+pub const BROADCAST_ROWS: usize = 1 << 20;
+
 static MEMORY_LIMIT: OnceLock<Option<usize>> = OnceLock::new();
 static SHARED: OnceLock<(Arc<dyn MemoryPool>, Arc<DiskManager>)> = OnceLock::new();
 
@@ -96,7 +101,7 @@ impl Engine {
 
     /// A session whose tables show these columns masked.
     pub async fn with_masks(lake: Lake, masks: crate::mask::Masks) -> Result<Self> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, crate::catalog::DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
@@ -105,6 +110,12 @@ impl Engine {
                     .map(|n| n.get())
                     .unwrap_or(2),
             );
+        // Like Spark's broadcast threshold: a build side this small is
+        // hashed once and probed by every partition, rather than both sides
+        // being repartitioned by key.
+        let opts = config.options_mut();
+        opts.optimizer.hash_join_single_partition_threshold = BROADCAST_BYTES;
+        opts.optimizer.hash_join_single_partition_threshold_rows = BROADCAST_ROWS;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime())

@@ -763,3 +763,83 @@ async fn column_lineage_of_the_shipped_pipelines() {
     );
     assert!(impact.pipelines.contains("ecommerce_customer_360"));
 }
+
+/// `unique` keeps the first line of each key (nulls are one key) and
+/// quarantines the later ones with the first line in the reason; the other
+/// rules see the input's columns unqualified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_rows_keep_the_first_line_of_each_key() {
+    let env = env().await;
+    let storage = gridata_storage::Storage::open(&env.home).unwrap();
+    storage
+        .write(
+            &storage.uri(gridata_core::Zone::Raw, "in/u.csv"),
+            "a,b,c\n1,x,ok\n1,x,ok\n1,,ok\n1,,ok\n2,x,\n2,x,ok\n1,x,ok\n3,y,ok\n".into(),
+        )
+        .await
+        .unwrap();
+    let p = pipeline(
+        "uniq",
+        r#"
+id: uniq
+tasks:
+  - id: check
+    validate_rows:
+      input: { file: "in/u.csv" }
+      rules:
+        - not_null: [c]
+        - name: dup
+          unique: [a, b]
+"#,
+    );
+    let s = run(&env, p, "").await;
+    assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
+    let dir = env
+        .home
+        .local_root()
+        .unwrap()
+        .join("rejected/uniq")
+        .join(&s.run.run_id)
+        .join("check/rows.parquet");
+    let engine = Engine::new(env.lake.clone()).await.unwrap();
+    engine
+        .register(
+            "bad",
+            engine
+                .context()
+                .read_parquet(dir.display().to_string(), Default::default())
+                .await
+                .unwrap()
+                .into_view(),
+        )
+        .unwrap();
+    let (_, batches) = engine
+        .query("SELECT _source_line, _reject_rule, _reject_reason FROM bad ORDER BY _source_line")
+        .await
+        .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    let rows: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("_source_line"))
+        .map(|l| {
+            l.split('|')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" / ")
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "3 / dup / duplicate a, b: 1, x (first at line 2)",
+            "5 / dup / duplicate a, b: 1,  (first at line 4)",
+            "6 / not_null_c / required value missing: c",
+            "7 / dup / duplicate a, b: 2, x (first at line 6)",
+            "8 / dup / duplicate a, b: 1, x (first at line 2)",
+        ],
+        "{text}"
+    );
+}

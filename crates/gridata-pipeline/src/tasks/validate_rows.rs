@@ -183,7 +183,8 @@ fn num(v: f64) -> String {
 #[derive(Default)]
 struct Plan {
     windows: Vec<String>,
-    joins: Vec<String>,
+    /// A relation with its alias, and the join condition.
+    joins: Vec<(String, String)>,
     cases: Vec<(String, String, String)>,
 }
 
@@ -378,11 +379,11 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                             }),
                         )
                         .collect();
-                plan.joins.push(format!(
-                    "LEFT JOIN (SELECT {keys}, {ord}, ROW_NUMBER() OVER ({by}) AS \"__rn\", \
+                plan.joins.push((format!(
+                    "(SELECT {keys}, {ord}, ROW_NUMBER() OVER ({by}) AS \"__rn\", \
                      FIRST_VALUE(\"__x\".\"_source_line\") OVER ({by}) AS \"__first\" \
-                     FROM \"__input\" AS \"__x\" JOIN (SELECT {plain} FROM \"__input\" GROUP BY {plain} HAVING COUNT(*) > 1) AS \"__d\" \
-                     ON {dup_on}) AS \"__u{i}\" ON {row_on}",
+                     FROM (SELECT {plain} FROM \"__input\" GROUP BY {plain} HAVING COUNT(*) > 1) AS \"__d\" \
+                     JOIN \"__input\" AS \"__x\" ON {dup_on}) AS \"__u{i}\"",
                     keys = part
                         .iter()
                         .enumerate()
@@ -397,8 +398,7 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                         .join(", "),
                     plain = part.join(", "),
                     dup_on = dup_on.join(" AND "),
-                    row_on = row_on.join(" AND "),
-                ));
+                ), row_on.join(" AND ")));
                 (
                     format!("COALESCE(\"__u{i}\".\"__rn\" > 1, FALSE)"),
                     describe(format!(
@@ -420,10 +420,13 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                 .register(&alias, refdf.into_view())
                 .map_err(TaskError::fatal)?;
             let probe = format!("CAST(\"__w\".{} AS VARCHAR)", quote_ident(&e.column));
-            plan.joins.push(format!(
-                "LEFT JOIN (SELECT DISTINCT {k} AS \"__k\" FROM {a}) AS \"__j{i}\" ON {probe} = \"__j{i}\".\"__k\"",
-                k = text(&key),
-                a = quote_ident(&alias),
+            plan.joins.push((
+                format!(
+                    "(SELECT DISTINCT {k} AS \"__k\" FROM {a}) AS \"__j{i}\"",
+                    k = text(&key),
+                    a = quote_ident(&alias),
+                ),
+                format!("{probe} = \"__j{i}\".\"__k\""),
             ));
             (
                 format!(
@@ -469,13 +472,23 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         .iter()
         .map(|f| format!("\"__w\".{}", quote_ident(f.name())))
         .collect();
+    // Each rule's relation is the left (build) side of a RIGHT JOIN that
+    // keeps every input row, so the hash tables hold the rules' keys, not
+    // the input's rows.
+    let mut from = format!("(SELECT *{windows} FROM \"__input\") AS \"__w\"");
+    for (n, (factor, on)) in plan.joins.iter().enumerate() {
+        from = if n == 0 {
+            format!("{factor} RIGHT JOIN {from} ON {on}")
+        } else {
+            format!("{factor} RIGHT JOIN ({from}) ON {on}")
+        };
+    }
     let query = format!(
         "SELECT {cols}, CASE {rules} END AS \"_reject_rule\", CASE {reasons} END AS \"_reject_reason\"
-         FROM (SELECT *{windows} FROM \"__input\") AS \"__w\" {joins}",
+         FROM {from}",
         cols = cols.join(", "),
         rules = rule_case.join(" "),
         reasons = reason_case.join(" "),
-        joins = plan.joins.join(" "),
     );
     tracing::debug!(task = ctx.task_id(), %query, "row rules");
     let checked = engine
