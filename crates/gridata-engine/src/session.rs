@@ -101,21 +101,24 @@ impl Engine {
 
     /// A session whose tables show these columns masked.
     pub async fn with_masks(lake: Lake, masks: crate::mask::Masks) -> Result<Self> {
-        let mut config = SessionConfig::new()
+        // DATAFUSION_* environment variables tune the engine, as in
+        // datafusion-cli (DATAFUSION_EXECUTION_BATCH_SIZE=16384, ...).
+        let mut config = SessionConfig::from_env()?
             .with_default_catalog_and_schema(CATALOG, crate::catalog::DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true)
-            .with_target_partitions(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2),
-            );
+            .with_information_schema(true);
         // Like Spark's broadcast threshold: a build side this small is
         // hashed once and probed by every partition, rather than both sides
         // being repartitioned by key.
         let opts = config.options_mut();
-        opts.optimizer.hash_join_single_partition_threshold = BROADCAST_BYTES;
-        opts.optimizer.hash_join_single_partition_threshold_rows = BROADCAST_ROWS;
+        if std::env::var_os("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD").is_none() {
+            opts.optimizer.hash_join_single_partition_threshold = BROADCAST_BYTES;
+        }
+        if std::env::var_os("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD_ROWS")
+            .is_none()
+        {
+            opts.optimizer.hash_join_single_partition_threshold_rows = BROADCAST_ROWS;
+        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime())
