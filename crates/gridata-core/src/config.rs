@@ -84,8 +84,9 @@ pub struct Config {
 pub struct EngineConfig {
     /// Memory that sorts, aggregations and joins of one process may hold,
     /// such as `2GB`; past it, sorts and aggregations spill to temporary
-    /// files. Default: half of the machine's memory. The environment
-    /// variable `GRIDATA_MEMORY_LIMIT` overrides it.
+    /// files, and a join whose build side does not fit fails naming it.
+    /// Default: no bound. The environment variable `GRIDATA_MEMORY_LIMIT`
+    /// overrides it.
     #[serde(default)]
     pub memory_limit: Option<crate::ByteSize>,
 }

@@ -8,7 +8,9 @@ use datafusion::catalog::TableProvider;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::DiskManager;
-use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{
+    FairSpillPool, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
+};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
@@ -31,25 +33,12 @@ static SHARED: OnceLock<(Arc<dyn MemoryPool>, Arc<DiskManager>)> = OnceLock::new
 
 /// Bound the memory of every session in this process to `bytes`, shared
 /// fairly between the operators that can spill (sorts, aggregations),
-/// which then spill to temporary files. Without it the bound is half the
-/// machine's memory. Only the first call counts, and only before the
+/// which then spill to temporary files. A hash join's build side cannot
+/// spill: past the bound it fails with the consumers named. Without a
+/// bound nothing spills. Only the first call counts, and only before the
 /// first session.
 pub fn set_memory_limit(bytes: Option<usize>) {
     let _ = MEMORY_LIMIT.set(bytes);
-}
-
-/// Half of the physical memory, from `/proc/meminfo`.
-fn default_memory_limit() -> Option<usize> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: usize = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024 / 2)
 }
 
 /// A runtime for one session: the process-wide memory pool and spill
@@ -57,13 +46,13 @@ fn default_memory_limit() -> Option<usize> {
 /// may use the same URL for different stores).
 fn runtime() -> Arc<RuntimeEnv> {
     let shared = SHARED.get_or_init(|| {
-        let limit = MEMORY_LIMIT
-            .get_or_init(default_memory_limit)
-            .unwrap_or(usize::MAX);
-        let pool: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
-            FairSpillPool::new(limit),
-            std::num::NonZeroUsize::new(5).expect("5"),
-        ));
+        let pool: Arc<dyn MemoryPool> = match MEMORY_LIMIT.get_or_init(|| None) {
+            Some(limit) => Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(*limit),
+                std::num::NonZeroUsize::new(5).expect("5"),
+            )),
+            None => Arc::new(UnboundedMemoryPool::default()),
+        };
         let env = RuntimeEnvBuilder::new()
             .with_memory_pool(pool)
             .build()

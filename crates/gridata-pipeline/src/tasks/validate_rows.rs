@@ -223,6 +223,15 @@ fn rule_lineage(cfg: &ValidateRows, columns: &[String]) -> gridata_metadata::Col
 
 pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult, TaskError> {
     let engine = ctx.session().await?;
+    // Without file statistics the planner keeps each join as written, with
+    // the rule's relation as the build side. With them it may swap in the
+    // input, whose estimate can look smaller (an aggregate's estimate is its
+    // input's), and hash every input row.
+    engine
+        .context()
+        .sql("SET datafusion.execution.collect_statistics = false")
+        .await
+        .map_err(TaskError::fatal)?;
     let mut result = TaskResult::default();
     let df = ctx.input_frame(&engine, &cfg.input, &mut result).await?;
     let input_schema = df.schema().as_arrow().clone();
