@@ -629,6 +629,13 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             .map(|f| format!(" to {f}"))
             .unwrap_or_default()
     ));
+    // The output keeps its file statistics for the tasks that read it (a
+    // write sizes its writers by them).
+    engine
+        .context()
+        .sql("SET datafusion.execution.collect_statistics = true")
+        .await
+        .map_err(TaskError::fatal)?;
     let provider = ctx.parquet_view(&engine, &staged).await?;
     let columns: Vec<String> = provider
         .schema()
