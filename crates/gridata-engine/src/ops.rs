@@ -27,9 +27,16 @@ pub async fn partition_streams(
     df: DataFrame,
     lanes: usize,
 ) -> datafusion::error::Result<Vec<datafusion::physical_plan::SendableRecordBatchStream>> {
-    use datafusion::physical_plan::ExecutionPlanProperties;
     let task = Arc::new(df.task_ctx());
-    let plan = df.create_physical_plan().await?;
+    split(df.create_physical_plan().await?, task, lanes)
+}
+
+fn split(
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    task: Arc<datafusion::execution::TaskContext>,
+    lanes: usize,
+) -> datafusion::error::Result<Vec<datafusion::physical_plan::SendableRecordBatchStream>> {
+    use datafusion::physical_plan::ExecutionPlanProperties;
     let n = plan.output_partitioning().partition_count();
     if lanes > 1 && n > 1 && n <= lanes {
         datafusion::physical_plan::execute_stream_partitioned(plan, task)
@@ -312,18 +319,22 @@ impl Engine {
         }
     }
 
-    /// [`Engine::lanes_for`] a frame, from its plan's statistics.
-    pub async fn lanes_for_frame(&self, df: &DataFrame) -> usize {
-        let Ok(plan) = df.clone().create_physical_plan().await else {
-            return 1;
+    /// A frame's rows as streams for parallel writers, planned once: as
+    /// many as [`Engine::lanes_for`] gives for its plan's statistics.
+    pub async fn write_streams(
+        &self,
+        df: DataFrame,
+    ) -> datafusion::error::Result<Vec<datafusion::physical_plan::SendableRecordBatchStream>> {
+        let task = Arc::new(df.task_ctx());
+        let plan = df.create_physical_plan().await?;
+        let lanes = match plan.partition_statistics(None) {
+            Ok(stats) => self.lanes_for(
+                stats.num_rows.get_value().map(|n| *n as u64),
+                stats.total_byte_size.get_value().map(|n| *n as u64),
+            ),
+            Err(_) => 1,
         };
-        let Ok(stats) = plan.partition_statistics(None) else {
-            return 1;
-        };
-        self.lanes_for(
-            stats.num_rows.get_value().map(|n| *n as u64),
-            stats.total_byte_size.get_value().map(|n| *n as u64),
-        )
+        split(plan, task, lanes)
     }
 
     async fn input_size(&self, path: &str) -> Option<u64> {

@@ -300,8 +300,8 @@ async fn write_rows(
     let target = table.arrow_schema(None).map_err(TaskError::fatal)?;
     let name = table.name.to_string();
     let file_idx = df.schema().as_arrow().index_of("_source_file").ok();
-    let lanes = engine.lanes_for_frame(&df).await;
-    let parts = gridata_engine::partition_streams(df, lanes)
+    let parts = engine
+        .write_streams(df)
         .await
         .map_err(|e| TaskError::fatal(format!("reading input of {name}: {e}")))?;
     let counts = Arc::new(std::sync::Mutex::new(HashMap::<String, u64>::new()));
