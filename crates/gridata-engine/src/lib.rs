@@ -17,6 +17,7 @@ pub mod mask;
 mod ops;
 mod provider;
 mod session;
+mod spill;
 pub mod timetravel;
 
 pub use catalog::{LakeCatalog, files_batch, history_batch, snapshots_batch};
@@ -29,4 +30,4 @@ pub use ops::{
     partition_streams,
 };
 pub use provider::{FieldIdAdapterFactory, LakeTableProvider, to_predicate};
-pub use session::{Engine, set_memory_limit};
+pub use session::{Engine, memory_limit, set_memory_limit};

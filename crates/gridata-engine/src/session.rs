@@ -12,12 +12,14 @@ use datafusion::execution::memory_pool::{
     FairSpillPool, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
 };
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use gridata_lake::Lake;
 
 use crate::catalog::LakeCatalog;
 use crate::dialect::GridataDialect;
+use crate::spill::CappedPool;
 use crate::{Error, Result, timetravel};
 
 /// The DataFusion catalog name under which the lake is registered.
@@ -33,12 +35,24 @@ static SHARED: OnceLock<(Arc<dyn MemoryPool>, Arc<DiskManager>)> = OnceLock::new
 
 /// Bound the memory of every session in this process to `bytes`, shared
 /// fairly between the operators that can spill (sorts, aggregations),
-/// which then spill to temporary files. A hash join's build side cannot
-/// spill: past the bound it fails with the consumers named. Without a
-/// bound nothing spills. Only the first call counts, and only before the
-/// first session.
+/// which then spill to temporary files. Joins whose build side is not
+/// known to be small are then planned as sort-merge joins, which spill
+/// too (see [`crate::spill`]). Without a bound nothing spills. Only the
+/// first call counts, and only before the first session.
 pub fn set_memory_limit(bytes: Option<usize>) {
     let _ = MEMORY_LIMIT.set(bytes);
+}
+
+/// The most one operator (a sort, a merge, an aggregation, a broadcast
+/// join's build side) may hold under a memory limit of `limit` bytes: an
+/// eighth of it, at least 16 MiB.
+fn spill_cap(limit: usize) -> usize {
+    (limit / 8).max(16 << 20)
+}
+
+/// The process's memory bound, if it has one.
+pub fn memory_limit() -> Option<usize> {
+    *MEMORY_LIMIT.get_or_init(|| None)
 }
 
 /// A runtime for one session: the process-wide memory pool and spill
@@ -46,9 +60,9 @@ pub fn set_memory_limit(bytes: Option<usize>) {
 /// may use the same URL for different stores).
 fn runtime() -> Arc<RuntimeEnv> {
     let shared = SHARED.get_or_init(|| {
-        let pool: Arc<dyn MemoryPool> = match MEMORY_LIMIT.get_or_init(|| None) {
+        let pool: Arc<dyn MemoryPool> = match memory_limit() {
             Some(limit) => Arc::new(TrackConsumersPool::new(
-                FairSpillPool::new(*limit),
+                CappedPool::new(FairSpillPool::new(limit), spill_cap(limit)),
                 std::num::NonZeroUsize::new(5).expect("5"),
             )),
             None => Arc::new(UnboundedMemoryPool::default()),
@@ -99,20 +113,38 @@ impl Engine {
         // Like Spark's broadcast threshold: a build side this small is
         // hashed once and probed by every partition, rather than both sides
         // being repartitioned by key.
+        // Under a memory limit a broadcast build side must also fit well
+        // within one operator's share of it (estimating 256 bytes a row).
+        let (bytes, rows) = match memory_limit().map(spill_cap) {
+            Some(cap) => (BROADCAST_BYTES.min(cap / 4), BROADCAST_ROWS.min(cap / 256)),
+            None => (BROADCAST_BYTES, BROADCAST_ROWS),
+        };
         let opts = config.options_mut();
+        if memory_limit().is_some() {
+            // A view array's rows are charged for every buffer they point
+            // into, so sorts of view columns spill early and their merges
+            // reserve many times what they hold. Strings stay Utf8.
+            opts.execution.parquet.schema_force_view_types = false;
+            opts.sql_parser.map_string_types_to_utf8view = false;
+        }
         if std::env::var_os("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD").is_none() {
-            opts.optimizer.hash_join_single_partition_threshold = BROADCAST_BYTES;
+            opts.optimizer.hash_join_single_partition_threshold = bytes;
         }
         if std::env::var_os("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD_ROWS")
             .is_none()
         {
-            opts.optimizer.hash_join_single_partition_threshold_rows = BROADCAST_ROWS;
+            opts.optimizer.hash_join_single_partition_threshold_rows = rows;
         }
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime())
-            .with_default_features()
-            .build();
+            .with_default_features();
+        if memory_limit().is_some() {
+            let mut rules = PhysicalOptimizer::new().rules;
+            crate::spill::install(&mut rules);
+            state = state.with_physical_optimizer_rules(rules);
+        }
+        let state = state.build();
         let ctx = SessionContext::new_with_state(state);
         for (url, store) in lake.storage().stores() {
             ctx.register_object_store(&url, store);

@@ -226,12 +226,16 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
     // Without file statistics the planner keeps each join as written, with
     // the rule's relation as the build side. With them it may swap in the
     // input, whose estimate can look smaller (an aggregate's estimate is its
-    // input's), and hash every input row.
-    engine
-        .context()
-        .sql("SET datafusion.execution.collect_statistics = false")
-        .await
-        .map_err(TaskError::fatal)?;
+    // input's), and hash every input row. Under a memory limit, large joins
+    // sort and merge instead, and the statistics let small relations (a
+    // dimension table's keys) still be broadcast.
+    if gridata_engine::memory_limit().is_none() {
+        engine
+            .context()
+            .sql("SET datafusion.execution.collect_statistics = false")
+            .await
+            .map_err(TaskError::fatal)?;
+    }
     let mut result = TaskResult::default();
     let df = ctx.input_frame(&engine, &cfg.input, &mut result).await?;
     let input_schema = df.schema().as_arrow().clone();
@@ -375,19 +379,19 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                     .map(|c| format!("(\"__x\".{c} IS NOT DISTINCT FROM \"__d\".{c})"))
                     .collect();
                 // The subquery's columns get names of their own, so the
-                // other rules' unqualified columns stay unambiguous.
-                let row_on: Vec<String> =
-                    part.iter()
-                        .enumerate()
-                        .map(|(n, c)| {
-                            format!("(\"__w\".{c} IS NOT DISTINCT FROM \"__u{i}\".\"__u{i}_k{n}\")")
-                        })
-                        .chain(
-                            order.iter().enumerate().map(|(n, c)| {
-                                format!("(\"__w\".{c} = \"__u{i}\".\"__u{i}_o{n}\")")
-                            }),
-                        )
-                        .collect();
+                // other rules' unqualified columns stay unambiguous. A
+                // file and line name one row, so the key is compared only
+                // when there is no file: a join on equal keys alone needs
+                // no filter, which a sort-merge join evaluates row by row.
+                let key_on = part.iter().enumerate().filter(|_| !has_file).map(|(n, c)| {
+                    format!("(\"__w\".{c} IS NOT DISTINCT FROM \"__u{i}\".\"__u{i}_k{n}\")")
+                });
+                let row_on: Vec<String> = order
+                    .iter()
+                    .enumerate()
+                    .map(|(n, c)| format!("(\"__w\".{c} = \"__u{i}\".\"__u{i}_o{n}\")"))
+                    .chain(key_on)
+                    .collect();
                 plan.joins.push((format!(
                     "(SELECT {keys}, {ord}, ROW_NUMBER() OVER ({by}) AS \"__rn\", \
                      FIRST_VALUE(\"__x\".\"_source_line\") OVER ({by}) AS \"__first\" \
