@@ -83,8 +83,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     /// Memory that sorts, aggregations and joins of one process may hold,
-    /// such as `2GB`; past it, sorts and aggregations spill to temporary
-    /// files, and a join whose build side does not fit fails naming it.
+    /// such as `2GB`; past it, they spill to temporary files. Joins whose
+    /// build side is not known to be small then sort and merge rather than
+    /// hash, and no one operator holds more than an eighth of the limit.
     /// Default: no bound. The environment variable `GRIDATA_MEMORY_LIMIT`
     /// overrides it.
     #[serde(default)]
