@@ -120,7 +120,11 @@ impl Engine {
             None => (BROADCAST_BYTES, BROADCAST_ROWS),
         };
         let opts = config.options_mut();
-        if memory_limit().is_some() {
+        if let Some(cap) = memory_limit().map(spill_cap) {
+            // Every sort that may spill keeps this much aside for merging;
+            // a plan has many sorts, so it is sized by the cap.
+            opts.execution.sort_spill_reservation_bytes =
+                opts.execution.sort_spill_reservation_bytes.min(cap / 16);
             // A view array's rows are charged for every buffer they point
             // into, so sorts of view columns spill early and their merges
             // reserve many times what they hold. Strings stay Utf8.
