@@ -3,16 +3,12 @@
 //! reruns, retries and clear failures.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
-use gridata_core::{Home, SystemClock, TableName};
+use gridata_core::TableName;
 use gridata_engine::Engine;
-use gridata_lake::Lake;
-use gridata_pipeline::{
-    ExecOptions, Loaded, RunEvent, RunOptions, RunSummary, Runner, load_str, shipped,
-};
-use gridata_state::{RunState, SqlStateStore, TaskState};
+use gridata_pipeline::{ExecOptions, Loaded, RunEvent, RunOptions, RunSummary};
+use gridata_state::{RunState, TaskState};
 
 mod common;
 
