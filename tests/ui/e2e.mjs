@@ -147,7 +147,9 @@ try {
   // Follow a column: click customer_360's lifetime_value.
   await page.locator('.graph-box svg g.row[data-node="analytics.customer_360"][data-row="lifetime_value"]').click();
   await page.waitForURL(/column=lifetime_value/);
-  await page.locator(".graph-box svg g.node").first().waitFor();
+  // The dataset graph stays drawn until the column graph replaces it; the
+  // column graph is the one whose lifetime_value row is in focus.
+  await page.locator('.graph-box svg g.row.focus[data-node="analytics.customer_360"][data-row="lifetime_value"]').waitFor();
   const colNodes = await page.locator(".graph-box svg g.node").evaluateAll((els) => els.map((e) => e.getAttribute("data-node")));
   check(colNodes.some((n) => n.startsWith("raw:")), `lifetime_value does not reach raw files: ${colNodes}`);
   // Centre on ecommerce.orders by its box, then ask for impact downstream.
