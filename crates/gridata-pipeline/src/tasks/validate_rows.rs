@@ -4,8 +4,13 @@
 //! `_reject_reason`, its `_source_file`/`_source_line` and `_run_id`.
 //! Rows that pass are staged and become the task's output.
 //!
+//! With source lines, the key rules (`unique`, `exists_in`) run first over
+//! a narrow projection (file, line, keys), and the wide rows then stream
+//! through every rule once, looking the key verdicts up: no wide row is
+//! joined or sorted (see `verdicts`).
+//!
 //! Invariant: rows in = rows out + rows rejected, per source file, in one
-//! pass over the input.
+//! pass over the wide rows.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +21,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+mod verdicts;
 
 use crate::landing::{ParquetOut, ValueType};
 use crate::model::Input;
@@ -186,6 +193,25 @@ struct Plan {
     /// A relation with its alias, and the join condition.
     joins: Vec<(String, String)>,
     cases: Vec<(String, String, String)>,
+    /// Key rules of the narrow pass: index, failing condition over the
+    /// joined relations, and the key's first line (or NULL).
+    keys: Vec<(usize, String, String)>,
+    /// Input columns the key rules read.
+    key_columns: Vec<String>,
+}
+
+/// `base` joined to each rule's relation by a RIGHT JOIN that keeps every
+/// row of `base`; the rules' relations are the build sides.
+fn chain(base: String, joins: &[(String, String)]) -> String {
+    let mut from = base;
+    for (n, (factor, on)) in joins.iter().enumerate() {
+        from = if n == 0 {
+            format!("{factor} RIGHT JOIN {from} ON {on}")
+        } else {
+            format!("{factor} RIGHT JOIN ({from}) ON {on}")
+        };
+    }
+    from
 }
 
 /// Columns pass through unchanged; the columns the rules read decide which
@@ -245,6 +271,16 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         .register("__input", df.into_view())
         .map_err(TaskError::fatal)?;
 
+    // With a row's source file and line, the key rules run first over a
+    // narrow relation and the row rules look their verdicts up (see
+    // `verdicts`); without them, the key rules join the wide rows.
+    let narrow = has_lines;
+    let file_expr = if has_file {
+        "\"__w\".\"_source_file\""
+    } else {
+        "''"
+    };
+    let verdict = |f: &str| format!("{f}({file_expr}, \"__w\".\"_source_line\")");
     let mut plan = Plan::default();
     for (i, rule) in cfg.rules.iter().enumerate() {
         let name = rule.display_name();
@@ -412,10 +448,17 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                     plain = part.join(", "),
                     dup_on = dup_on.join(" AND "),
                 ), row_on.join(" AND ")));
-                (
+                plan.key_columns.extend(cols.iter().cloned());
+                plan.keys.push((
+                    i,
                     format!("COALESCE(\"__u{i}\".\"__rn\" > 1, FALSE)"),
+                    format!("\"__u{i}\".\"__first\""),
+                ));
+                (
+                    format!("{} = {i}", verdict(verdicts::RULE_FN)),
                     describe(format!(
-                        " || ' (first at line ' || CAST(\"__u{i}\".\"__first\" AS VARCHAR) || ')'"
+                        " || ' (first at line ' || CAST({} AS VARCHAR) || ')'",
+                        verdict(verdicts::FIRST_FN)
                     )),
                 )
             } else {
@@ -433,19 +476,30 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                 .register(&alias, refdf.into_view())
                 .map_err(TaskError::fatal)?;
             let probe = format!("CAST(\"__w\".{} AS VARCHAR)", quote_ident(&e.column));
+            // Each rule's key has a name of its own: DataFusion 53 resolves
+            // pushed-down filter columns by name (apache/datafusion#25244),
+            // and two `__k` columns gave one rule the other's verdicts.
             plan.joins.push((
                 format!(
-                    "(SELECT DISTINCT {k} AS \"__k\" FROM {a}) AS \"__j{i}\"",
+                    "(SELECT DISTINCT {k} AS \"__k{i}\" FROM {a}) AS \"__j{i}\"",
                     k = text(&key),
                     a = quote_ident(&alias),
                 ),
-                format!("{probe} = \"__j{i}\".\"__k\""),
+                format!("{probe} = \"__j{i}\".\"__k{i}\""),
             ));
+            let missing = format!(
+                "(\"__w\".{c} IS NOT NULL AND \"__j{i}\".\"__k{i}\" IS NULL)",
+                c = quote_ident(&e.column)
+            );
+            let cond = if narrow {
+                plan.key_columns.push(e.column.clone());
+                plan.keys.push((i, missing, "NULL".into()));
+                format!("{} = {i}", verdict(verdicts::RULE_FN))
+            } else {
+                missing
+            };
             (
-                format!(
-                    "(\"__w\".{c} IS NOT NULL AND \"__j{i}\".\"__k\" IS NULL)",
-                    c = quote_ident(&e.column)
-                ),
+                cond,
                 format!(
                     "{} || ' ''' || CAST(\"__w\".{} AS VARCHAR) || ''' not found in {}'",
                     quote_str(&e.column),
@@ -488,14 +542,17 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
     // Each rule's relation is the left (build) side of a RIGHT JOIN that
     // keeps every input row, so the hash tables hold the rules' keys, not
     // the input's rows.
-    let mut from = format!("(SELECT *{windows} FROM \"__input\") AS \"__w\"");
-    for (n, (factor, on)) in plan.joins.iter().enumerate() {
-        from = if n == 0 {
-            format!("{factor} RIGHT JOIN {from} ON {on}")
-        } else {
-            format!("{factor} RIGHT JOIN ({from}) ON {on}")
-        };
-    }
+    let base = format!("(SELECT *{windows} FROM \"__input\") AS \"__w\"");
+    let from = if narrow && !plan.keys.is_empty() {
+        let found = key_verdicts(&engine, ctx, &plan, has_file).await?;
+        ctx.log(format!("key rules: {} rows fail one", found.rows()));
+        for udf in found.into_udfs() {
+            engine.context().register_udf(udf);
+        }
+        base
+    } else {
+        chain(base, &plan.joins)
+    };
     let query = format!(
         "SELECT {cols}, CASE {rules} END AS \"_reject_rule\", CASE {reasons} END AS \"_reject_reason\"
          FROM {from}",
@@ -662,6 +719,70 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         "rejected": rejected_file,
     });
     Ok(result)
+}
+
+/// Runs the key rules over the narrow relation of source file, line and key
+/// columns, and collects the rows that fail one. The passing rows are
+/// dropped here, not by a WHERE: a filter would shrink the estimate of the
+/// narrow side, and the planner would then hash all of it as a broadcast.
+async fn key_verdicts(
+    engine: &gridata_engine::Engine,
+    ctx: &TaskCtx,
+    plan: &Plan,
+    has_file: bool,
+) -> Result<verdicts::Verdicts, TaskError> {
+    let mut cols = vec!["\"_source_line\"".to_string()];
+    if has_file {
+        cols.push("\"_source_file\"".into());
+    }
+    for c in &plan.key_columns {
+        let c = quote_ident(c);
+        if !cols.contains(&c) {
+            cols.push(c);
+        }
+    }
+    let base = format!("(SELECT {} FROM \"__input\") AS \"__w\"", cols.join(", "));
+    let case = |pick: &dyn Fn(&(usize, String, String)) -> String| {
+        let whens: Vec<String> = plan
+            .keys
+            .iter()
+            .map(|k| format!("WHEN {} THEN {}", k.1, pick(k)))
+            .collect();
+        format!("CASE {} END", whens.join(" "))
+    };
+    let query = format!(
+        "SELECT {file} AS \"__f\", \"__w\".\"_source_line\" AS \"__l\", \
+         {rule} AS \"__rule\", {first} AS \"__first\" FROM {from}",
+        file = if has_file {
+            "\"__w\".\"_source_file\""
+        } else {
+            "''"
+        },
+        rule = case(&|k| k.0.to_string()),
+        first = case(&|k| k.2.clone()),
+        from = chain(base, &plan.joins),
+    );
+    tracing::debug!(task = ctx.task_id(), %query, "key rules");
+    let fail = |e: datafusion::error::DataFusionError| TaskError::fatal(format!("key rules: {e}"));
+    let df = engine
+        .sql(&query)
+        .await
+        .map_err(|e| TaskError::fatal(format!("key rules: {e}")))?;
+    let task_ctx = Arc::new(df.task_ctx());
+    let physical = df.create_physical_plan().await.map_err(fail)?;
+    tracing::debug!(
+        task = ctx.task_id(),
+        plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(false),
+        "key rules plan"
+    );
+    let mut stream = datafusion::physical_plan::execute_stream(physical, task_ctx).map_err(fail)?;
+    let mut found = verdicts::Verdicts::default();
+    while let Some(batch) = stream.next().await {
+        found
+            .add(&batch.map_err(fail)?)
+            .map_err(|e| TaskError::fatal(format!("key rules: {e}")))?;
+    }
+    Ok(found)
 }
 
 /// Cast a batch's columns to `schema` (view types to plain ones).
