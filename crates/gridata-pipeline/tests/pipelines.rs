@@ -684,3 +684,105 @@ tasks:
         "{text}"
     );
 }
+
+/// Key rules (`exists_in`, `unique`) and row rules keep their order: a row
+/// gets the first rule it fails, whichever kind. Rows are told apart by file
+/// and line, so the same line of two files gets its own verdict, and two
+/// `exists_in` rules never see each other's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rules_and_row_rules_keep_their_order_per_file_and_line() {
+    let env = env().await;
+    let storage = gridata_storage::Storage::open(&env.home).unwrap();
+    for (path, text) in [
+        ("in/keys.csv", "k\nK1\nK2\n"),
+        ("in/as.csv", "a\n1\n2\n3\n4\n"),
+        (
+            "in/a.csv",
+            "a,k,c\n1,K1,ok\n1,K1,ok\n2,ZZ,\n3,K1,\n3,ZZ,ok\n2,K2,\n4,K2,ok\n",
+        ),
+        ("in/b.csv", "a,k,c\n1,K1,ok\n9,K2,ok\n4,ZZ,ok\n"),
+    ] {
+        storage
+            .write(&storage.uri(gridata_core::Zone::Raw, path), text.into())
+            .await
+            .unwrap();
+    }
+    let p = pipeline(
+        "keys",
+        r#"
+id: keys
+tasks:
+  - id: both
+    sql:
+      inputs: { a: { file: "in/a.csv" }, b: { file: "in/b.csv" } }
+      query: SELECT * FROM a UNION ALL SELECT * FROM b
+  - id: check
+    depends_on: [both]
+    validate_rows:
+      input: { task: both }
+      rules:
+        - name: known
+          exists_in: { column: k, file: "in/keys.csv" }
+        - not_null: [c]
+        - name: dup
+          unique: [a]
+        - name: known_a
+          exists_in: { column: a, file: "in/as.csv" }
+"#,
+    );
+    let s = run(&env, p, "").await;
+    assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
+    let check = s.tasks.iter().find(|t| t.task_id == "check").unwrap();
+    assert_eq!(
+        (check.rows.rows_in, check.rows.rows_out),
+        (10, 2),
+        "{check:?}"
+    );
+    let dir = env
+        .home
+        .local_root()
+        .unwrap()
+        .join("rejected/keys")
+        .join(&s.run.run_id)
+        .join("check/rows.parquet");
+    let engine = Engine::new(env.lake.clone()).await.unwrap();
+    let df = engine
+        .context()
+        .read_parquet(dir.display().to_string(), Default::default())
+        .await
+        .unwrap();
+    engine.register("bad", df.into_view()).unwrap();
+    let (_, batches) = engine
+        .query(
+            "SELECT regexp_replace(_source_file, '.*/', '') || ':' || CAST(_source_line AS VARCHAR), \
+             _reject_rule, _reject_reason FROM bad ORDER BY _source_file, _source_line",
+        )
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    for b in &batches {
+        let cols: Vec<_> = (0..3)
+            .map(|i| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            let get = |i: usize| {
+                use arrow::array::AsArray;
+                cols[i].as_string::<i32>().value(r).to_string()
+            };
+            rows.push(format!("{} / {} / {}", get(0), get(1), get(2)));
+        }
+    }
+    assert_eq!(
+        rows,
+        [
+            "a.csv:3 / dup / duplicate a: 1 (first at line 2)",
+            "a.csv:4 / known / k 'ZZ' not found in file in/keys.csv",
+            "a.csv:5 / not_null_c / required value missing: c",
+            "a.csv:6 / known / k 'ZZ' not found in file in/keys.csv",
+            "a.csv:7 / not_null_c / required value missing: c",
+            "b.csv:2 / dup / duplicate a: 1 (first at line 2)",
+            "b.csv:3 / known_a / a '9' not found in file in/as.csv",
+            "b.csv:4 / known / k 'ZZ' not found in file in/keys.csv",
+        ]
+    );
+}
