@@ -249,6 +249,7 @@ pub(crate) async fn run(cfg: &Quality, ctx: &TaskCtx) -> Result<TaskResult, Task
     let mut failed_errors = Vec::new();
     for check in &cfg.checks {
         let name = check.display_name();
+        let started = std::time::Instant::now();
         let (passed, observed, expected) = if let Some(r) = &check.row_count {
             let n = scalar(&engine, &format!("SELECT COUNT(*) FROM {ds}"))
                 .await?
@@ -433,8 +434,9 @@ pub(crate) async fn run(cfg: &Quality, ctx: &TaskCtx) -> Result<TaskResult, Task
             Severity::Error => "error",
         };
         ctx.log(format!(
-            "{} {name} ({sev}): {observed}; expected {expected}",
-            if passed { "PASS" } else { "FAIL" }
+            "{} {name} ({sev}): {observed}; expected {expected} ({:.2}s)",
+            if passed { "PASS" } else { "FAIL" },
+            started.elapsed().as_secs_f64()
         ));
         if !passed && check.severity == Severity::Error {
             failed_errors.push(format!("{name}: {observed}, expected {expected}"));

@@ -4,10 +4,11 @@
 //! `_reject_reason`, its `_source_file`/`_source_line` and `_run_id`.
 //! Rows that pass are staged and become the task's output.
 //!
-//! With source lines, the key rules (`unique`, `exists_in`) run first over
-//! a narrow projection (file, line, keys), and the wide rows then stream
-//! through every rule once, looking the key verdicts up: no wide row is
-//! joined or sorted (see `verdicts`).
+//! With source lines, each key rule (`unique`, `exists_in`) first finds the
+//! rows it fails from a narrow projection (file, line, keys): an anti join
+//! for `exists_in`, a ranking of the duplicated keys' rows for `unique`. The
+//! wide rows then stream through every rule once, looking those verdicts
+//! up: no wide row is joined or sorted (see `verdicts`).
 //!
 //! Invariant: rows in = rows out + rows rejected, per source file, in one
 //! pass over the wide rows.
@@ -193,11 +194,9 @@ struct Plan {
     /// A relation with its alias, and the join condition.
     joins: Vec<(String, String)>,
     cases: Vec<(String, String, String)>,
-    /// Key rules of the narrow pass: index, failing condition over the
-    /// joined relations, and the key's first line (or NULL).
-    keys: Vec<(usize, String, String)>,
-    /// Input columns the key rules read.
-    key_columns: Vec<String>,
+    /// Key rules with source lines: a query of the rows each fails, as
+    /// (`__f` file, `__l` line, `__rule` index, `__first` line or NULL).
+    key_queries: Vec<String>,
 }
 
 /// `base` joined to each rule's relation by a RIGHT JOIN that keeps every
@@ -271,9 +270,10 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         .register("__input", df.into_view())
         .map_err(TaskError::fatal)?;
 
-    // With a row's source file and line, the key rules run first over a
-    // narrow relation and the row rules look their verdicts up (see
-    // `verdicts`); without them, the key rules join the wide rows.
+    // With a row's source file and line, each key rule first finds the rows
+    // it fails from a narrow projection, and the row rules look those
+    // verdicts up (see `verdicts`); without them, the key rules join the
+    // wide rows.
     let narrow = has_lines;
     let file_expr = if has_file {
         "\"__w\".\"_source_file\""
@@ -414,45 +414,23 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                     .iter()
                     .map(|c| format!("(\"__x\".{c} IS NOT DISTINCT FROM \"__d\".{c})"))
                     .collect();
-                // The subquery's columns get names of their own, so the
-                // other rules' unqualified columns stay unambiguous. A
-                // file and line name one row, so the key is compared only
-                // when there is no file: a join on equal keys alone needs
-                // no filter, which a sort-merge join evaluates row by row.
-                let key_on = part.iter().enumerate().filter(|_| !has_file).map(|(n, c)| {
-                    format!("(\"__w\".{c} IS NOT DISTINCT FROM \"__u{i}\".\"__u{i}_k{n}\")")
-                });
-                let row_on: Vec<String> = order
-                    .iter()
-                    .enumerate()
-                    .map(|(n, c)| format!("(\"__w\".{c} = \"__u{i}\".\"__u{i}_o{n}\")"))
-                    .chain(key_on)
-                    .collect();
-                plan.joins.push((format!(
-                    "(SELECT {keys}, {ord}, ROW_NUMBER() OVER ({by}) AS \"__rn\", \
-                     FIRST_VALUE(\"__x\".\"_source_line\") OVER ({by}) AS \"__first\" \
-                     FROM (SELECT {plain} FROM \"__input\" GROUP BY {plain} HAVING COUNT(*) > 1) AS \"__d\" \
-                     JOIN \"__input\" AS \"__x\" ON {dup_on}) AS \"__u{i}\"",
-                    keys = part
-                        .iter()
-                        .enumerate()
-                        .map(|(n, c)| format!("\"__x\".{c} AS \"__u{i}_k{n}\""))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    ord = order
-                        .iter()
-                        .enumerate()
-                        .map(|(n, c)| format!("\"__x\".{c} AS \"__u{i}_o{n}\""))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                // The later rows of each duplicated key fail, with the
+                // key's first line.
+                plan.key_queries.push(format!(
+                    "SELECT {file} AS \"__f\", \"__x\".\"_source_line\" AS \"__l\", \
+                     {i} AS \"__rule\", \"__first\" FROM \
+                     (SELECT {file}, \"__x\".\"_source_line\", ROW_NUMBER() OVER ({by}) AS \"__rn\", \
+                      FIRST_VALUE(\"__x\".\"_source_line\") OVER ({by}) AS \"__first\" \
+                      FROM (SELECT {plain} FROM \"__input\" GROUP BY {plain} HAVING COUNT(*) > 1) AS \"__d\" \
+                      JOIN \"__input\" AS \"__x\" ON {dup_on}) AS \"__x\" \
+                     WHERE \"__rn\" > 1",
+                    file = if has_file {
+                        "\"__x\".\"_source_file\""
+                    } else {
+                        "''"
+                    },
                     plain = part.join(", "),
                     dup_on = dup_on.join(" AND "),
-                ), row_on.join(" AND ")));
-                plan.key_columns.extend(cols.iter().cloned());
-                plan.keys.push((
-                    i,
-                    format!("COALESCE(\"__u{i}\".\"__rn\" > 1, FALSE)"),
-                    format!("\"__u{i}\".\"__first\""),
                 ));
                 (
                     format!("{} = {i}", verdict(verdicts::RULE_FN)),
@@ -475,28 +453,31 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             engine
                 .register(&alias, refdf.into_view())
                 .map_err(TaskError::fatal)?;
-            let probe = format!("CAST(\"__w\".{} AS VARCHAR)", quote_ident(&e.column));
+            let c = quote_ident(&e.column);
             // Each rule's key has a name of its own: DataFusion 53 resolves
             // pushed-down filter columns by name (apache/datafusion#25244),
             // and two `__k` columns gave one rule the other's verdicts.
-            plan.joins.push((
-                format!(
-                    "(SELECT DISTINCT {k} AS \"__k{i}\" FROM {a}) AS \"__j{i}\"",
-                    k = text(&key),
-                    a = quote_ident(&alias),
-                ),
-                format!("{probe} = \"__j{i}\".\"__k{i}\""),
-            ));
-            let missing = format!(
-                "(\"__w\".{c} IS NOT NULL AND \"__j{i}\".\"__k{i}\" IS NULL)",
-                c = quote_ident(&e.column)
+            let keys = format!(
+                "(SELECT DISTINCT {k} AS \"__k{i}\" FROM {a}) AS \"__j{i}\"",
+                k = text(&key),
+                a = quote_ident(&alias),
             );
+            let on = format!("CAST(\"__w\".{c} AS VARCHAR) = \"__j{i}\".\"__k{i}\"");
             let cond = if narrow {
-                plan.key_columns.push(e.column.clone());
-                plan.keys.push((i, missing, "NULL".into()));
+                // The rows whose key is missing, by an anti join of the
+                // narrow rows and the keys.
+                let file = if has_file { "\"_source_file\", " } else { "" };
+                plan.key_queries.push(format!(
+                    "SELECT {file_expr} AS \"__f\", \"__w\".\"_source_line\" AS \"__l\", \
+                     {i} AS \"__rule\", CAST(NULL AS BIGINT) AS \"__first\" \
+                     FROM {keys} RIGHT ANTI JOIN \
+                     (SELECT {file}\"_source_line\", {c} FROM \"__input\" WHERE {c} IS NOT NULL) \
+                     AS \"__w\" ON {on}",
+                ));
                 format!("{} = {i}", verdict(verdicts::RULE_FN))
             } else {
-                missing
+                plan.joins.push((keys, on));
+                format!("(\"__w\".{c} IS NOT NULL AND \"__j{i}\".\"__k{i}\" IS NULL)")
             };
             (
                 cond,
@@ -539,20 +520,16 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         .iter()
         .map(|f| format!("\"__w\".{}", quote_ident(f.name())))
         .collect();
-    // Each rule's relation is the left (build) side of a RIGHT JOIN that
-    // keeps every input row, so the hash tables hold the rules' keys, not
-    // the input's rows.
+    // Without source lines, the key rules join the wide rows (see `chain`).
     let base = format!("(SELECT *{windows} FROM \"__input\") AS \"__w\"");
-    let from = if narrow && !plan.keys.is_empty() {
-        let found = key_verdicts(&engine, ctx, &plan, has_file).await?;
+    if !plan.key_queries.is_empty() {
+        let found = key_verdicts(&engine, ctx, &plan.key_queries).await?;
         ctx.log(format!("key rules: {} rows fail one", found.rows()));
         for udf in found.into_udfs() {
             engine.context().register_udf(udf);
         }
-        base
-    } else {
-        chain(base, &plan.joins)
-    };
+    }
+    let from = chain(base, &plan.joins);
     let query = format!(
         "SELECT {cols}, CASE {rules} END AS \"_reject_rule\", CASE {reasons} END AS \"_reject_reason\"
          FROM {from}",
@@ -721,47 +698,14 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
     Ok(result)
 }
 
-/// Runs the key rules over the narrow relation of source file, line and key
-/// columns, and collects the rows that fail one. The passing rows are
-/// dropped here, not by a WHERE: a filter would shrink the estimate of the
-/// narrow side, and the planner would then hash all of it as a broadcast.
+/// Runs the key rules' queries (together, as one UNION ALL) and collects
+/// the rows that fail one.
 async fn key_verdicts(
     engine: &gridata_engine::Engine,
     ctx: &TaskCtx,
-    plan: &Plan,
-    has_file: bool,
+    queries: &[String],
 ) -> Result<verdicts::Verdicts, TaskError> {
-    let mut cols = vec!["\"_source_line\"".to_string()];
-    if has_file {
-        cols.push("\"_source_file\"".into());
-    }
-    for c in &plan.key_columns {
-        let c = quote_ident(c);
-        if !cols.contains(&c) {
-            cols.push(c);
-        }
-    }
-    let base = format!("(SELECT {} FROM \"__input\") AS \"__w\"", cols.join(", "));
-    let case = |pick: &dyn Fn(&(usize, String, String)) -> String| {
-        let whens: Vec<String> = plan
-            .keys
-            .iter()
-            .map(|k| format!("WHEN {} THEN {}", k.1, pick(k)))
-            .collect();
-        format!("CASE {} END", whens.join(" "))
-    };
-    let query = format!(
-        "SELECT {file} AS \"__f\", \"__w\".\"_source_line\" AS \"__l\", \
-         {rule} AS \"__rule\", {first} AS \"__first\" FROM {from}",
-        file = if has_file {
-            "\"__w\".\"_source_file\""
-        } else {
-            "''"
-        },
-        rule = case(&|k| k.0.to_string()),
-        first = case(&|k| k.2.clone()),
-        from = chain(base, &plan.joins),
-    );
+    let query = queries.join(" UNION ALL ");
     tracing::debug!(task = ctx.task_id(), %query, "key rules");
     let fail = |e: datafusion::error::DataFusionError| TaskError::fatal(format!("key rules: {e}"));
     let df = engine
