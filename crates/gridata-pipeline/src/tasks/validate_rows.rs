@@ -280,7 +280,8 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
     } else {
         "''"
     };
-    let verdict = |f: &str| format!("{f}({file_expr}, \"__w\".\"_source_line\")");
+    // The verdicts are looked up once per row, as columns of the input.
+    let (v_rule, v_first) = ("\"__w\".\"__verdict\"", "\"__w\".\"__verdict_first\"");
     let mut plan = Plan::default();
     for (i, rule) in cfg.rules.iter().enumerate() {
         let name = rule.display_name();
@@ -433,10 +434,10 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                     dup_on = dup_on.join(" AND "),
                 ));
                 (
-                    format!("{} = {i}", verdict(verdicts::RULE_FN)),
+                    format!("{} = {i}", v_rule),
                     describe(format!(
                         " || ' (first at line ' || CAST({} AS VARCHAR) || ')'",
-                        verdict(verdicts::FIRST_FN)
+                        v_first
                     )),
                 )
             } else {
@@ -474,7 +475,7 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                      (SELECT {file}\"_source_line\", {c} FROM \"__input\" WHERE {c} IS NOT NULL) \
                      AS \"__w\" ON {on}",
                 ));
-                format!("{} = {i}", verdict(verdicts::RULE_FN))
+                format!("{} = {i}", v_rule)
             } else {
                 plan.joins.push((keys, on));
                 format!("(\"__w\".{c} IS NOT NULL AND \"__j{i}\".\"__k{i}\" IS NULL)")
@@ -521,7 +522,20 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         .map(|f| format!("\"__w\".{}", quote_ident(f.name())))
         .collect();
     // Without source lines, the key rules join the wide rows (see `chain`).
-    let base = format!("(SELECT *{windows} FROM \"__input\") AS \"__w\"");
+    let lookups = if plan.key_queries.is_empty() {
+        String::new()
+    } else {
+        let args = format!(
+            "({}, \"_source_line\")",
+            if has_file { "\"_source_file\"" } else { "''" }
+        );
+        format!(
+            ", {}{args} AS \"__verdict\", {}{args} AS \"__verdict_first\"",
+            verdicts::RULE_FN,
+            verdicts::FIRST_FN
+        )
+    };
+    let base = format!("(SELECT *{windows}{lookups} FROM \"__input\") AS \"__w\"");
     if !plan.key_queries.is_empty() {
         let found = key_verdicts(&engine, ctx, &plan.key_queries).await?;
         ctx.log(format!("key rules: {} rows fail one", found.rows()));
