@@ -15,8 +15,7 @@ Direct use (the bench venv's python, which has duckdb, polars, pyspark and psuti
 What it does, in order:
   1. creates a fresh Gridata home H and generates the e-commerce data set into its raw zone:
      `gridata --home H generate ecommerce --orders N --days 1 --start 2026-11-20 --seed 1
-     --defect-rate 0.01 --format csv`; the clickstream files (not used here, ~1.5 KB per
-     order) are deleted right away to save disk;
+     --defect-rate 0.01 --format csv --no-clickstream` (the clickstream is not used here);
   2. runs each peer (DuckDB, Polars, PySpark) in its own process, timed, with the peak memory of
      its whole process tree: read the raw orders, order_items, customers and products CSV files,
      apply the row rules of docs/ecommerce.md (failing rows go to rejected Parquet files, with the
@@ -1130,11 +1129,10 @@ def main() -> int:
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(workdir / "peers", ignore_errors=True)
         free = shutil.disk_usage(workdir).free
-        need = args.orders * 3_500  # raw files incl. clickstream (~1.5 KB/order, staged twice), outputs
+        need = args.orders * 600  # raw CSV (~0.22 KB/order), Gridata's staged Parquet and spill files
         if free < need:
             log(f"WARNING: {free / 1e9:,.0f} GB free in {workdir}; generating {args.orders:,} orders "
-                f"may need about {need / 1e9:,.0f} GB while it runs (the clickstream, ~1.5 KB per order, "
-                f"is deleted after generation)")
+                f"may need about {need / 1e9:,.0f} GB while it runs")
         g = Gridata(binary, home)
         r = g.run("init")
         if r["rc"] != 0:
