@@ -466,14 +466,17 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             let on = format!("CAST(\"__w\".{c} AS VARCHAR) = \"__j{i}\".\"__k{i}\"");
             let cond = if narrow {
                 // The rows whose key is missing, by an anti join of the
-                // narrow rows and the keys.
+                // narrow rows and the keys. NULL keys pass; they are
+                // dropped with the passing rows, not by a WHERE, which would
+                // shrink the narrow side's estimate until it looked small
+                // enough to broadcast.
                 let file = if has_file { "\"_source_file\", " } else { "" };
                 plan.key_queries.push(format!(
                     "SELECT {file_expr} AS \"__f\", \"__w\".\"_source_line\" AS \"__l\", \
-                     {i} AS \"__rule\", CAST(NULL AS BIGINT) AS \"__first\" \
+                     CASE WHEN \"__w\".{c} IS NOT NULL THEN {i} END AS \"__rule\", \
+                     CAST(NULL AS BIGINT) AS \"__first\" \
                      FROM {keys} RIGHT ANTI JOIN \
-                     (SELECT {file}\"_source_line\", {c} FROM \"__input\" WHERE {c} IS NOT NULL) \
-                     AS \"__w\" ON {on}",
+                     (SELECT {file}\"_source_line\", {c} FROM \"__input\") AS \"__w\" ON {on}",
                 ));
                 format!("{} = {i}", v_rule)
             } else {
