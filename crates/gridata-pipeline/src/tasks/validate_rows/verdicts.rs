@@ -7,8 +7,8 @@
 //! through the row rules once, with no join and no sort of the wide rows.
 //!
 //! Invariant: `_source_file` and `_source_line` name one input row (true of
-//! landed files and of `validate_rows` outputs). Memory follows the failing
-//! rows (about 50 bytes each), not the input.
+//! landed files and `validate_rows` outputs; `sql` outputs must keep it).
+//! Memory follows the failing rows (about 50 bytes each), not the input.
 
 use std::any::Any;
 use std::collections::HashMap;
