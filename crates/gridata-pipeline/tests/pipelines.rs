@@ -635,43 +635,14 @@ tasks:
     );
     let s = run(&env, p, "").await;
     assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
-    let dir = env
-        .home
-        .local_root()
-        .unwrap()
-        .join("rejected/uniq")
-        .join(&s.run.run_id)
-        .join("check/rows.parquet");
-    let engine = Engine::new(env.lake.clone()).await.unwrap();
-    engine
-        .register(
-            "bad",
-            engine
-                .context()
-                .read_parquet(dir.display().to_string(), Default::default())
-                .await
-                .unwrap()
-                .into_view(),
-        )
-        .unwrap();
-    let (_, batches) = engine
-        .query("SELECT _source_line, _reject_rule, _reject_reason FROM bad ORDER BY _source_line")
-        .await
-        .unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
-    let rows: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.contains("_source_line"))
-        .map(|l| {
-            l.split('|')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(" / ")
-        })
-        .collect();
+    let rows = rejected_rows(
+        &env,
+        "uniq",
+        &s.run.run_id,
+        "check",
+        "SELECT _source_line, _reject_rule, _reject_reason FROM bad ORDER BY _source_line",
+    )
+    .await;
     assert_eq!(
         rows,
         [
@@ -680,8 +651,7 @@ tasks:
             "6 / not_null_c / required value missing: c",
             "7 / dup / duplicate a, b: 2, x (first at line 6)",
             "8 / dup / duplicate a, b: 1, x (first at line 2)",
-        ],
-        "{text}"
+        ]
     );
 }
 
@@ -738,40 +708,15 @@ tasks:
         (10, 2),
         "{check:?}"
     );
-    let dir = env
-        .home
-        .local_root()
-        .unwrap()
-        .join("rejected/keys")
-        .join(&s.run.run_id)
-        .join("check/rows.parquet");
-    let engine = Engine::new(env.lake.clone()).await.unwrap();
-    let df = engine
-        .context()
-        .read_parquet(dir.display().to_string(), Default::default())
-        .await
-        .unwrap();
-    engine.register("bad", df.into_view()).unwrap();
-    let (_, batches) = engine
-        .query(
-            "SELECT regexp_replace(_source_file, '.*/', '') || ':' || CAST(_source_line AS VARCHAR), \
-             _reject_rule, _reject_reason FROM bad ORDER BY _source_file, _source_line",
-        )
-        .await
-        .unwrap();
-    let mut rows = Vec::new();
-    for b in &batches {
-        let cols: Vec<_> = (0..3)
-            .map(|i| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8).unwrap())
-            .collect();
-        for r in 0..b.num_rows() {
-            let get = |i: usize| {
-                use arrow::array::AsArray;
-                cols[i].as_string::<i32>().value(r).to_string()
-            };
-            rows.push(format!("{} / {} / {}", get(0), get(1), get(2)));
-        }
-    }
+    let rows = rejected_rows(
+        &env,
+        "keys",
+        &s.run.run_id,
+        "check",
+        "SELECT regexp_replace(_source_file, '.*/', '') || ':' || CAST(_source_line AS VARCHAR), \
+         _reject_rule, _reject_reason FROM bad ORDER BY _source_file, _source_line",
+    )
+    .await;
     assert_eq!(
         rows,
         [

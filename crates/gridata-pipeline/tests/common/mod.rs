@@ -169,3 +169,45 @@ pub async fn quarantined_rows(env: &Env, pipeline: &str, run_id: &str) -> i64 {
     }
     total
 }
+
+/// The rows a task of a run quarantined, as `select` over them (the table
+/// is `bad`), each row's values joined with " / ".
+pub async fn rejected_rows(
+    env: &Env,
+    pipeline: &str,
+    run_id: &str,
+    task: &str,
+    select: &str,
+) -> Vec<String> {
+    use arrow::array::AsArray;
+    let file = env
+        .home
+        .local_root()
+        .unwrap()
+        .join("rejected")
+        .join(pipeline)
+        .join(run_id)
+        .join(task)
+        .join("rows.parquet");
+    let engine = Engine::new(env.lake.clone()).await.unwrap();
+    let df = engine
+        .context()
+        .read_parquet(file.display().to_string(), Default::default())
+        .await
+        .unwrap();
+    engine.register("bad", df.into_view()).unwrap();
+    let (_, batches) = engine.query(select).await.unwrap();
+    let mut rows = Vec::new();
+    for b in &batches {
+        let cols: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            let values: Vec<&str> = cols.iter().map(|c| c.as_string::<i32>().value(r)).collect();
+            rows.push(values.join(" / "));
+        }
+    }
+    rows
+}

@@ -56,6 +56,13 @@ impl Verdicts {
                 if rules.is_null(i) {
                     continue;
                 }
+                if lines.is_null(i) {
+                    return Err(arrow::error::ArrowError::InvalidArgumentError(format!(
+                        "a row of {file} failing rule {} has no _source_line, so it \
+                         cannot be told apart from the others",
+                        rules.value(i) + 1
+                    )));
+                }
                 let first = firsts.is_valid(i).then(|| firsts.value(i));
                 let v = (rules.value(i), first);
                 let e = map.entry(lines.value(i)).or_insert_with(|| {
@@ -246,5 +253,30 @@ mod tests {
         let f = get(&first);
         let f = f.as_primitive::<Int64Type>();
         assert_eq!(f.iter().collect::<Vec<_>>(), [None, Some(2), None, None]);
+    }
+
+    #[test]
+    fn a_failing_row_without_a_line_is_an_error() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Utf8, false),
+            Field::new("l", DataType::Int64, true),
+            Field::new("r", DataType::Int64, true),
+            Field::new("first", DataType::Int64, true),
+        ]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a.csv"])),
+                Arc::new(Int64Array::from(vec![None])),
+                Arc::new(Int64Array::from(vec![Some(2)])),
+                Arc::new(Int64Array::from(vec![None])),
+            ],
+        )
+        .unwrap();
+        let e = Verdicts::default().add(&b).unwrap_err().to_string();
+        assert!(
+            e.contains("a.csv") && e.contains("rule 3") && e.contains("_source_line"),
+            "{e}"
+        );
     }
 }
