@@ -13,6 +13,7 @@
 mod catalog;
 mod dialect;
 mod error;
+mod keys;
 pub mod mask;
 mod ops;
 mod provider;
@@ -24,6 +25,7 @@ pub use catalog::{LakeCatalog, files_batch, history_batch, snapshots_batch};
 pub use datafusion;
 pub use dialect::GridataDialect;
 pub use error::{Error, Result};
+pub use keys::{KEY_HASH_FN, KeySet};
 pub use mask::{Mask, Masks};
 pub use ops::{
     ImportFormat, ImportReport, InputFile, PARALLEL_WRITE_BYTES, PARALLEL_WRITE_ROWS, WriteMode,

@@ -150,6 +150,7 @@ impl Engine {
         }
         let state = state.build();
         let ctx = SessionContext::new_with_state(state);
+        ctx.register_udf(crate::keys::KeyHash::udf());
         for (url, store) in lake.storage().stores() {
             ctx.register_object_store(&url, store);
         }

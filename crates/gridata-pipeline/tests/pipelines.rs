@@ -605,6 +605,47 @@ async fn column_lineage_of_the_shipped_pipelines() {
     assert!(impact.pipelines.contains("ecommerce_customer_360"));
 }
 
+/// A `unique` check counts every row beyond the first of its key (NULLs are
+/// one key, as in GROUP BY), whatever the key's width, and passes when every
+/// key is distinct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_checks_count_the_rows_beyond_each_keys_first() {
+    let env = env().await;
+    let p = pipeline(
+        "uq",
+        r#"
+id: uq
+tasks:
+  - id: rows
+    sql:
+      query: >-
+        SELECT * FROM (VALUES (1, 'a', 1), (2, 'a', 1), (3, 'a', 1), (4, 'a', 2),
+        (5, 'b', 1), (6, NULL, 3), (7, NULL, 3)) AS t(id, k, n)
+  - id: check
+    depends_on: [rows]
+    quality:
+      input: rows
+      checks:
+        - { name: k_n, severity: warn, unique: [k, n] }
+        - { name: n_k, severity: warn, unique: [n, k] }
+        - { name: k, severity: warn, unique: [k] }
+        - { name: id, unique: [id] }
+        - { name: id_k, unique: [id, k] }
+"#,
+    );
+    let s = run(&env, p, "").await;
+    assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
+    let observed = |name: &str| {
+        let c = s.checks.iter().find(|c| c.name == name).unwrap();
+        (c.passed, c.observed.clone())
+    };
+    assert_eq!(observed("k_n"), (false, "3 duplicate rows".into()));
+    assert_eq!(observed("n_k"), (false, "3 duplicate rows".into()));
+    assert_eq!(observed("k"), (false, "4 duplicate rows".into()));
+    assert_eq!(observed("id"), (true, "0 duplicate rows".into()));
+    assert_eq!(observed("id_k"), (true, "0 duplicate rows".into()));
+}
+
 /// `unique` keeps the first line of each key (nulls are one key) and
 /// quarantines the later ones with the first line in the reason; the other
 /// rules see the input's columns unqualified.
@@ -652,6 +693,33 @@ tasks:
             "7 / dup / duplicate a, b: 2, x (first at line 6)",
             "8 / dup / duplicate a, b: 1, x (first at line 2)",
         ]
+    );
+    // Distinct keys: the rule has no verdicts to look up, and every row passes.
+    storage
+        .write(
+            &storage.uri(gridata_core::Zone::Raw, "in/v.csv"),
+            "a,b\n1,x\n2,x\n,x\n".into(),
+        )
+        .await
+        .unwrap();
+    let p = pipeline(
+        "distinct",
+        r#"
+id: distinct
+tasks:
+  - id: check
+    validate_rows:
+      input: { file: "in/v.csv" }
+      rules: [ { unique: [a] } ]
+"#,
+    );
+    let s = run(&env, p, "").await;
+    assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
+    let check = s.tasks.iter().find(|t| t.task_id == "check").unwrap();
+    assert_eq!(
+        (check.rows.rows_in, check.rows.rows_out),
+        (3, 3),
+        "{check:?}"
     );
 }
 

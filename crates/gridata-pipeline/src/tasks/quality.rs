@@ -289,15 +289,28 @@ pub(crate) async fn run(cfg: &Quality, ctx: &TaskCtx) -> Result<TaskResult, Task
             )
         } else if let Some(cols) = &check.unique {
             let cs: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
-            let n = scalar(
-                &engine,
-                &format!(
-                    "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM {ds} GROUP BY {}) AS g WHERE n > 1",
-                    cs.join(", ")
-                ),
-            )
-            .await?
-            .unwrap_or(0.0);
+            // Only the rows whose key hash repeats are grouped by the key.
+            let repeated = engine
+                .repeated_key_hashes(ds, &cs)
+                .await
+                .map_err(|e| TaskError::fatal(format!("check {name} failed: {e}")))?;
+            let n = if repeated.is_empty() {
+                0.0
+            } else {
+                engine
+                    .context()
+                    .register_udf(gridata_engine::KeySet::udf("__gridata_repeated", repeated));
+                scalar(
+                    &engine,
+                    &format!(
+                        "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM {ds} \
+                         WHERE \"__gridata_repeated\"({c}) GROUP BY {c}) AS g WHERE n > 1",
+                        c = cs.join(", ")
+                    ),
+                )
+                .await?
+                .unwrap_or(0.0)
+            };
             (
                 n == 0.0,
                 format!("{} duplicate rows", fmt_num(n)),

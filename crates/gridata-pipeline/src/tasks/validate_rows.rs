@@ -6,7 +6,8 @@
 //!
 //! With source lines, each key rule (`unique`, `exists_in`) first finds the
 //! rows it fails from a narrow projection (file, line, keys): an anti join
-//! for `exists_in`, a ranking of the duplicated keys' rows for `unique`. The
+//! for `exists_in`, a ranking of the duplicated keys' rows for `unique`
+//! (found by grouping key hashes, not keys: `gridata_engine::KeySet`). The
 //! wide rows then stream through every rule once, looking those verdicts
 //! up: no wide row is joined or sorted (see `verdicts`).
 //!
@@ -196,7 +197,10 @@ struct Plan {
     cases: Vec<(String, String, String)>,
     /// Key rules with source lines: a query of the rows each fails, as
     /// (`__f` file, `__l` line, `__rule` index, `__first` line or NULL).
+    /// A `unique` rule whose keys are all distinct needs none.
     key_queries: Vec<String>,
+    /// Some rule looks its verdict up (a key rule with source lines).
+    verdicts: bool,
 }
 
 /// `base` joined to each rule's relation by a RIGHT JOIN that keeps every
@@ -391,48 +395,43 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                 )
             };
             if has_lines {
-                // Only keys seen more than once are ranked: a hash
-                // aggregate finds them, and just their rows are sorted, so
-                // memory follows the duplicates, not the input.
-                let mut order = Vec::new();
-                if has_file {
-                    order.push("\"_source_file\"".to_string());
+                plan.verdicts = true;
+                // A first pass groups the keys' 63-bit hashes, not the keys;
+                // only the rows of hashes seen twice are then ranked by key,
+                // so memory follows the duplicates, not the input. Every row
+                // of a duplicated key is among them, so ranks are exact.
+                let repeated = engine
+                    .repeated_key_hashes("\"__input\"", &part)
+                    .await
+                    .map_err(|e| TaskError::fatal(format!("rule {name}: {e}")))?;
+                if !repeated.is_empty() {
+                    let set = format!("__gridata_repeated{i}");
+                    engine
+                        .context()
+                        .register_udf(gridata_engine::KeySet::udf(&set, repeated));
+                    let mut order = Vec::new();
+                    if has_file {
+                        order.push("\"_source_file\"".to_string());
+                    }
+                    order.push("\"_source_line\"".to_string());
+                    let by = format!(
+                        "PARTITION BY {} ORDER BY {}",
+                        part.join(", "),
+                        order.join(", ")
+                    );
+                    // The later rows of each duplicated key fail, with the
+                    // key's first line.
+                    plan.key_queries.push(format!(
+                        "SELECT \"__f\", \"__l\", {i} AS \"__rule\", \"__first\" FROM \
+                         (SELECT {file} AS \"__f\", \"_source_line\" AS \"__l\", \
+                          ROW_NUMBER() OVER ({by}) AS \"__rn\", \
+                          FIRST_VALUE(\"_source_line\") OVER ({by}) AS \"__first\" \
+                          FROM \"__input\" WHERE \"{set}\"({plain})) AS \"__x\" \
+                         WHERE \"__rn\" > 1",
+                        file = if has_file { "\"_source_file\"" } else { "''" },
+                        plain = part.join(", "),
+                    ));
                 }
-                order.push("\"_source_line\"".to_string());
-                let by = format!(
-                    "PARTITION BY {} ORDER BY {}",
-                    part.iter()
-                        .map(|c| format!("\"__x\".{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    order
-                        .iter()
-                        .map(|c| format!("\"__x\".{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                let dup_on: Vec<String> = part
-                    .iter()
-                    .map(|c| format!("(\"__x\".{c} IS NOT DISTINCT FROM \"__d\".{c})"))
-                    .collect();
-                // The later rows of each duplicated key fail, with the
-                // key's first line.
-                plan.key_queries.push(format!(
-                    "SELECT {file} AS \"__f\", \"__x\".\"_source_line\" AS \"__l\", \
-                     {i} AS \"__rule\", \"__first\" FROM \
-                     (SELECT {file}, \"__x\".\"_source_line\", ROW_NUMBER() OVER ({by}) AS \"__rn\", \
-                      FIRST_VALUE(\"__x\".\"_source_line\") OVER ({by}) AS \"__first\" \
-                      FROM (SELECT {plain} FROM \"__input\" GROUP BY {plain} HAVING COUNT(*) > 1) AS \"__d\" \
-                      JOIN \"__input\" AS \"__x\" ON {dup_on}) AS \"__x\" \
-                     WHERE \"__rn\" > 1",
-                    file = if has_file {
-                        "\"__x\".\"_source_file\""
-                    } else {
-                        "''"
-                    },
-                    plain = part.join(", "),
-                    dup_on = dup_on.join(" AND "),
-                ));
                 (
                     format!("{} = {i}", v_rule),
                     describe(format!(
@@ -465,6 +464,7 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             );
             let on = format!("CAST(\"__w\".{c} AS VARCHAR) = \"__j{i}\".\"__k{i}\"");
             let cond = if narrow {
+                plan.verdicts = true;
                 // The rows whose key is missing, by an anti join of the
                 // narrow rows and the keys. NULL keys pass; they are
                 // dropped with the passing rows, not by a WHERE, which would
@@ -525,7 +525,7 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         .map(|f| format!("\"__w\".{}", quote_ident(f.name())))
         .collect();
     // Without source lines, the key rules join the wide rows (see `chain`).
-    let lookups = if plan.key_queries.is_empty() {
+    let lookups = if !plan.verdicts {
         String::new()
     } else {
         let args = format!(
@@ -539,8 +539,12 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         )
     };
     let base = format!("(SELECT *{windows}{lookups} FROM \"__input\") AS \"__w\"");
-    if !plan.key_queries.is_empty() {
-        let found = key_verdicts(&engine, ctx, &plan.key_queries).await?;
+    if plan.verdicts {
+        let found = if plan.key_queries.is_empty() {
+            verdicts::Verdicts::default()
+        } else {
+            key_verdicts(&engine, ctx, &plan.key_queries).await?
+        };
         ctx.log(format!("key rules: {} rows fail one", found.rows()));
         for udf in found.into_udfs() {
             engine.context().register_udf(udf);
