@@ -20,8 +20,8 @@ use gridata_lake::{Lake, SchemaUpdate};
 use output::Format;
 
 // DataFusion's sorts, spills and hash tables allocate and free large
-// buffers at a high rate. glibc's malloc keeps the freed holes, so the
-// process held 2.2x its memory limit; mimalloc returns them (decision 0009).
+// buffers at a high rate. glibc's malloc kept the freed holes (2.5x the
+// memory limit resident); jemalloc returns them (decision 0009).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
