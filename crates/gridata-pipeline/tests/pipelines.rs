@@ -321,13 +321,7 @@ tasks:
 
     // A SQL error: an unknown column.
     let storage = gridata_storage::Storage::open(&env.home).unwrap();
-    storage
-        .write(
-            &storage.uri(gridata_core::Zone::Raw, "in/a.csv"),
-            "a,b\n1,2\n".into(),
-        )
-        .await
-        .unwrap();
+    raw_file(&env, "in/a.csv", "a,b\n1,2\n").await;
     let bad_sql = pipeline(
         "bad_sql",
         r#"
@@ -652,14 +646,12 @@ tasks:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unique_rows_keep_the_first_line_of_each_key() {
     let env = env().await;
-    let storage = gridata_storage::Storage::open(&env.home).unwrap();
-    storage
-        .write(
-            &storage.uri(gridata_core::Zone::Raw, "in/u.csv"),
-            "a,b,c\n1,x,ok\n1,x,ok\n1,,ok\n1,,ok\n2,x,\n2,x,ok\n1,x,ok\n3,y,ok\n".into(),
-        )
-        .await
-        .unwrap();
+    raw_file(
+        &env,
+        "in/u.csv",
+        "a,b,c\n1,x,ok\n1,x,ok\n1,,ok\n1,,ok\n2,x,\n2,x,ok\n1,x,ok\n3,y,ok\n",
+    )
+    .await;
     let p = pipeline(
         "uniq",
         r#"
@@ -695,13 +687,7 @@ tasks:
         ]
     );
     // Distinct keys: the rule has no verdicts to look up, and every row passes.
-    storage
-        .write(
-            &storage.uri(gridata_core::Zone::Raw, "in/v.csv"),
-            "a,b\n1,x\n2,x\n,x\n".into(),
-        )
-        .await
-        .unwrap();
+    raw_file(&env, "in/v.csv", "a,b\n1,x\n2,x\n,x\n").await;
     let p = pipeline(
         "distinct",
         r#"
@@ -730,7 +716,6 @@ tasks:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rules_and_row_rules_keep_their_order_per_file_and_line() {
     let env = env().await;
-    let storage = gridata_storage::Storage::open(&env.home).unwrap();
     for (path, text) in [
         ("in/keys.csv", "k\nK1\nK2\n"),
         ("in/as.csv", "a\n1\n2\n3\n4\n"),
@@ -740,10 +725,7 @@ async fn key_rules_and_row_rules_keep_their_order_per_file_and_line() {
         ),
         ("in/b.csv", "a,k,c\n1,K1,ok\n9,K2,ok\n4,ZZ,ok\n"),
     ] {
-        storage
-            .write(&storage.uri(gridata_core::Zone::Raw, path), text.into())
-            .await
-            .unwrap();
+        raw_file(&env, path, text).await;
     }
     let p = pipeline(
         "keys",

@@ -43,6 +43,18 @@ pub async fn env() -> Env {
     }
 }
 
+/// Writes `text` to `path` in the raw zone.
+pub async fn raw_file(env: &Env, path: &str, text: &str) {
+    let storage = gridata_storage::Storage::open(&env.home).unwrap();
+    storage
+        .write(
+            &storage.uri(gridata_core::Zone::Raw, path),
+            text.to_string().into(),
+        )
+        .await
+        .unwrap();
+}
+
 pub async fn generate(env: &Env, orders: u64, days: u32, defect_rate: f64) {
     let storage = gridata_storage::Storage::open(&env.home).unwrap();
     gridata_gen::generate(
