@@ -56,14 +56,21 @@ async fn rows_are_conserved_on_generated_defects_and_reruns_are_idempotent() {
         .await as u64,
         written
     );
-    // The raw files were archived.
-    assert!(
-        env.home
-            .local_root()
-            .unwrap()
-            .join("archive/ecommerce/orders/2026-11-20/orders.csv")
-            .exists()
-    );
+    // The raw files were archived, with their checksum sidecars.
+    let root = env.home.local_root().unwrap();
+    for f in ["orders.csv", "orders.csv.sha256", "order_items.csv.sha256"] {
+        assert!(
+            root.join("archive/ecommerce/orders/2026-11-20")
+                .join(f)
+                .exists(),
+            "{f} archived"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(root.join("raw/ecommerce/orders/2026-11-20"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in raw: {left:?}");
 
     let snapshot = |sql: &'static str| {
         let env = &env;

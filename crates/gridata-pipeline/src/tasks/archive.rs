@@ -1,7 +1,7 @@
 //! `archive`: move processed files from a zone (default `raw`) to
-//! `archive/`, keeping their relative paths (checksum sidecars move with
-//! them). Idempotent: a file already
-//! archived is not an error.
+//! `archive/`, keeping their relative paths. A file's `<file>.sha256`
+//! checksum sidecar moves with it (before it, so a retry finishes the move).
+//! Idempotent: a file already archived is not an error.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,19 @@ pub(crate) async fn run(cfg: &Archive, ctx: &TaskCtx) -> Result<TaskResult, Task
                 .unwrap_or(&uri)
                 .trim_start_matches('/');
             let to = format!("{to_base}/{rel}");
+            // The sidecar first: a retry after a crash between the two
+            // renames still finds the data file, and so moves both.
+            let sidecar = format!("{uri}.sha256");
+            if storage
+                .exists(&sidecar)
+                .await
+                .map_err(TaskError::retryable)?
+            {
+                storage
+                    .rename(&sidecar, &format!("{to}.sha256"))
+                    .await
+                    .map_err(TaskError::retryable)?;
+            }
             storage
                 .rename(&uri, &to)
                 .await
