@@ -707,13 +707,7 @@ tasks:
 "#,
     );
     let s = run(&env, p, "").await;
-    assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
-    let check = s.tasks.iter().find(|t| t.task_id == "check").unwrap();
-    assert_eq!(
-        (check.rows.rows_in, check.rows.rows_out),
-        (3, 3),
-        "{check:?}"
-    );
+    assert_eq!(task_rows(&s, "check"), (3, 3));
 }
 
 /// Key rules (`exists_in`, `unique`) and row rules keep their order: a row
@@ -758,13 +752,7 @@ tasks:
 "#,
     );
     let s = run(&env, p, "").await;
-    assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
-    let check = s.tasks.iter().find(|t| t.task_id == "check").unwrap();
-    assert_eq!(
-        (check.rows.rows_in, check.rows.rows_out),
-        (10, 2),
-        "{check:?}"
-    );
+    assert_eq!(task_rows(&s, "check"), (10, 2));
     let rows = rejected_rows(
         &env,
         "keys",

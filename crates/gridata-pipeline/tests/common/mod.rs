@@ -55,6 +55,13 @@ pub async fn raw_file(env: &Env, path: &str, text: &str) {
         .unwrap();
 }
 
+/// A task's rows in and rows out in a run that succeeded.
+pub fn task_rows(s: &RunSummary, task: &str) -> (u64, u64) {
+    assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
+    let t = s.tasks.iter().find(|t| t.task_id == task).unwrap();
+    (t.rows.rows_in, t.rows.rows_out)
+}
+
 pub async fn generate(env: &Env, orders: u64, days: u32, defect_rate: f64) {
     let storage = gridata_storage::Storage::open(&env.home).unwrap();
     gridata_gen::generate(
