@@ -33,6 +33,7 @@ pub struct LakeCatalog {
     namespaces: Vec<String>,
     overlay: Arc<MemorySchemaProvider>,
     masks: Arc<Masks>,
+    view_types: bool,
 }
 
 impl LakeCatalog {
@@ -44,7 +45,15 @@ impl LakeCatalog {
             namespaces,
             overlay: Arc::new(MemorySchemaProvider::new()),
             masks: Arc::new(Masks::new()),
+            view_types: false,
         })
+    }
+
+    /// Tables read their string and binary columns as view arrays
+    /// (see [`LakeTableProvider::with_view_types`]).
+    pub fn with_view_types(mut self, on: bool) -> Self {
+        self.view_types = on;
+        self
     }
 
     /// Tables resolve through these column masks.
@@ -76,6 +85,7 @@ impl CatalogProvider for LakeCatalog {
             namespace: name.to_string(),
             overlay: (name == DEFAULT_SCHEMA).then(|| self.overlay.clone()),
             masks: self.masks.clone(),
+            view_types: self.view_types,
         }))
     }
 }
@@ -87,6 +97,7 @@ pub struct LakeSchema {
     namespace: String,
     overlay: Option<Arc<MemorySchemaProvider>>,
     masks: Arc<Masks>,
+    view_types: bool,
 }
 
 /// The schema unqualified names resolve in.
@@ -147,19 +158,10 @@ impl SchemaProvider for LakeSchema {
             Err(gridata_lake::Error::NoSuchTable { .. }) => return Ok(None),
             Err(e) => return Err(df_err(e)),
         };
-        let provider: Arc<dyn TableProvider> = match target {
-            Target::Current => {
-                Arc::new(LakeTableProvider::new(self.lake.clone(), table, None).map_err(df_err)?)
-            }
-            Target::Snapshot(id) => Arc::new(
-                LakeTableProvider::new(self.lake.clone(), table, Some(id)).map_err(df_err)?,
-            ),
-            Target::AsOf(ms) => {
-                let id = table.snapshot_as_of(ms).map_err(df_err)?.snapshot_id();
-                Arc::new(
-                    LakeTableProvider::new(self.lake.clone(), table, Some(id)).map_err(df_err)?,
-                )
-            }
+        let snapshot = match target {
+            Target::Current => None,
+            Target::Snapshot(id) => Some(id),
+            Target::AsOf(ms) => Some(table.snapshot_as_of(ms).map_err(df_err)?.snapshot_id()),
             Target::Meta(kind) => {
                 return Ok(Some(
                     metadata_table(&self.lake, &table, kind)
@@ -168,6 +170,11 @@ impl SchemaProvider for LakeSchema {
                 ));
             }
         };
+        let provider: Arc<dyn TableProvider> = Arc::new(
+            LakeTableProvider::new(self.lake.clone(), table, snapshot)
+                .map_err(df_err)?
+                .with_view_types(self.view_types),
+        );
         let full = format!("{}.{base}", self.namespace);
         match self.masks.get(&full) {
             Some(cols) if !cols.is_empty() => Ok(Some(masked(&full, provider, cols)?)),

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
@@ -79,6 +79,35 @@ impl LakeTableProvider {
     /// Read only these data files of the snapshot (current schema).
     pub fn with_files(mut self, files: Vec<String>) -> Self {
         self.only_files = Some(Arc::new(files));
+        self
+    }
+
+    /// Read string and binary columns as `Utf8View` / `BinaryView`, as
+    /// DataFusion's own Parquet tables do with `schema_force_view_types`:
+    /// the reader then points into the pages instead of copying every
+    /// value, and grouping and comparing short strings is cheaper.
+    /// Batches written back are cast to the table's types.
+    pub fn with_view_types(mut self, on: bool) -> Self {
+        if on {
+            let fields: Vec<Field> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Utf8 | DataType::LargeUtf8 => {
+                        f.as_ref().clone().with_data_type(DataType::Utf8View)
+                    }
+                    DataType::Binary | DataType::LargeBinary => {
+                        f.as_ref().clone().with_data_type(DataType::BinaryView)
+                    }
+                    _ => f.as_ref().clone(),
+                })
+                .collect();
+            self.schema = Arc::new(Schema::new_with_metadata(
+                fields,
+                self.schema.metadata().clone(),
+            ));
+        }
         self
     }
 

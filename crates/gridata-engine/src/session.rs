@@ -139,6 +139,7 @@ impl Engine {
         {
             opts.optimizer.hash_join_single_partition_threshold_rows = rows;
         }
+        let view_types = opts.execution.parquet.schema_force_view_types;
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime())
@@ -156,7 +157,12 @@ impl Engine {
         }
         ctx.register_catalog(
             CATALOG,
-            Arc::new(LakeCatalog::new(lake.clone()).await?.with_masks(masks)),
+            Arc::new(
+                LakeCatalog::new(lake.clone())
+                    .await?
+                    .with_masks(masks)
+                    .with_view_types(view_types),
+            ),
         );
         Ok(Self { lake, ctx })
     }
