@@ -518,7 +518,9 @@ mod tests {
             columns: Vec<Labelled>,
         }
         for set in ["fixture", "holdout"] {
-            let path = format!("{}/../../bench/pii/{set}.json", env!("CARGO_MANIFEST_DIR"));
+            // The checkout being tested, not the one the binary was built in.
+            let dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+            let path = format!("{dir}/../../bench/pii/{set}.json");
             let f: Fixture =
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let e = evaluate(&f.columns);
