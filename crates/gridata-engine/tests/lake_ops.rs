@@ -168,25 +168,9 @@ async fn table_lifecycle(env: Env) {
     );
 
     // Files are ZSTD Parquet.
-    let files = env.lake().live_files(&table, None).await.unwrap();
-    let (store, path) = env
-        .lake()
-        .storage()
-        .resolve(files[0].file.file_path())
-        .unwrap();
-    let bytes = gridata_storage::object_store::ObjectStoreExt::get(store.as_ref(), &path)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let meta = gridata_engine::datafusion::parquet::file::reader::SerializedFileReader::new(bytes)
-        .map(|r| {
-            use gridata_engine::datafusion::parquet::file::reader::FileReader;
-            r.metadata().row_group(0).column(0).compression()
-        })
-        .unwrap();
-    assert!(format!("{meta:?}").starts_with("ZSTD"), "{meta:?}");
+    let meta = file_metadata(&env, &t).await;
+    let codec = meta.row_group(0).column(0).compression();
+    assert!(format!("{codec:?}").starts_with("ZSTD"), "{codec:?}");
 
     // Pruning: a filter on the partition column plans fewer files.
     assert_eq!(
@@ -567,6 +551,92 @@ async fn concurrent_appends_embedded() {
 #[ignore = "needs PostgreSQL: run scripts/test.sh"]
 async fn concurrent_appends_postgres() {
     concurrent_appends(on_postgres().await).await;
+}
+
+/// The Parquet footer of the table's first live data file.
+async fn file_metadata(
+    env: &Env,
+    t: &TableName,
+) -> gridata_engine::datafusion::parquet::file::metadata::ParquetMetaData {
+    use gridata_engine::datafusion::parquet::file::reader::FileReader;
+    let table = env.lake().load_table(t).await.unwrap();
+    let files = env.lake().live_files(&table, None).await.unwrap();
+    let (store, path) = env
+        .lake()
+        .storage()
+        .resolve(files[0].file.file_path())
+        .unwrap();
+    let bytes = gridata_storage::object_store::ObjectStoreExt::get(store.as_ref(), &path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    gridata_engine::datafusion::parquet::file::reader::SerializedFileReader::new(bytes)
+        .unwrap()
+        .metadata()
+        .clone()
+}
+
+#[tokio::test]
+async fn the_dictionary_size_property_bounds_dictionary_encoding() {
+    use gridata_engine::datafusion::parquet::basic::Encoding;
+    let env = embedded().await;
+    env.lake()
+        .create_namespace("dict", &BTreeMap::new())
+        .await
+        .unwrap();
+    let mut csv = String::from("id,status\n");
+    for i in 0..5000 {
+        csv.push_str(&format!("{},{}\n", i * 7919, ["paid", "shipped"][i % 2]));
+    }
+    let input = env.csv("ids.csv", &csv);
+    let mut all_dictionary = Vec::new();
+    for (name, props) in [
+        ("dict.default", HashMap::new()),
+        (
+            "dict.small",
+            HashMap::from([(
+                "write.parquet.dict-size-bytes".to_string(),
+                "1024".to_string(),
+            )]),
+        ),
+    ] {
+        let t = TableName::parse(name).unwrap();
+        let schema = parse_schema("id long not null, status string").unwrap();
+        let spec = parse_partition_spec(&[], &schema).unwrap();
+        env.lake()
+            .create_table(&t, schema, spec, props)
+            .await
+            .unwrap();
+        env.engine
+            .import(
+                &t,
+                std::slice::from_ref(&input),
+                WriteMode::Append,
+                HashMap::new(),
+            )
+            .await
+            .unwrap();
+        let meta = file_metadata(&env, &t).await;
+        let rg = meta.row_group(0);
+        all_dictionary.push(
+            (0..2)
+                .map(|c| {
+                    rg.column(c)
+                        .page_encoding_stats_mask()
+                        .is_some_and(|m| m.is_only(Encoding::RLE_DICTIONARY))
+                })
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            env.ids(&format!("SELECT count(*) FROM {name}")).await,
+            vec![5000]
+        );
+    }
+    // 5,000 distinct ids are 40 KB: within 1 MiB, past 1 KiB. Two statuses
+    // stay a dictionary either way.
+    assert_eq!(all_dictionary, vec![vec![true, true], vec![false, true]]);
 }
 
 #[tokio::test]

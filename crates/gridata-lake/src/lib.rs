@@ -31,4 +31,4 @@ pub use error::{Error, Result};
 pub use iceberg;
 pub use lake::{Lake, LakeTable, LiveFile};
 pub use maintenance::{CompactionGroup, ExpireReport, OrphanReport, SchemaUpdate};
-pub use write::{BatchStream, WriteOptions, conform_batch};
+pub use write::{BatchStream, STAGED_DICT_SIZE, WriteOptions, conform_batch};

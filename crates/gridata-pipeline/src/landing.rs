@@ -307,6 +307,7 @@ impl ParquetOut {
         let file = std::fs::File::create(local.path()).map_err(|e| format!("{uri}: {e}"))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1")))
+            .set_dictionary_page_size_limit(gridata_lake::STAGED_DICT_SIZE)
             .build();
         let mut writer =
             ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| e.to_string())?;
