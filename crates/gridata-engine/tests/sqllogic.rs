@@ -114,14 +114,6 @@ async fn fixture(dir: &Path) -> (Lake, BTreeMap<String, String>) {
     lake.create_namespace("shop", &BTreeMap::new())
         .await
         .unwrap();
-    let csv = |name: &str, body: &str| {
-        let p = dir.join(name);
-        std::fs::write(&p, body).unwrap();
-        vec![InputFile {
-            path: p.display().to_string(),
-            format: ImportFormat::Csv,
-        }]
-    };
     let create = |name: &str, schema: &str, partitions: &[&str]| {
         let lake = lake.clone();
         let name = TableName::parse(name).unwrap();
@@ -135,7 +127,6 @@ async fn fixture(dir: &Path) -> (Lake, BTreeMap<String, String>) {
             name
         }
     };
-    let run = |id: &str| HashMap::from([("gridata.run-id".to_string(), id.to_string())]);
 
     let orders = create(
         "shop.orders",
@@ -144,27 +135,19 @@ async fn fixture(dir: &Path) -> (Lake, BTreeMap<String, String>) {
     )
     .await;
     let oct_nov = "id,name,amount,ts\n1,a,10,2026-10-01T10:00:00Z\n2,b,20,2026-10-15T10:00:00Z\n3,c,30,2026-11-02T10:00:00Z\n4,d,40,2026-11-20T10:00:00Z\n";
-    engine
-        .import(
-            &orders,
-            &csv("1.csv", oct_nov),
-            WriteMode::Append,
-            run("r1"),
-        )
-        .await
-        .unwrap();
+    load(&engine, dir, &orders, oct_nov, WriteMode::Append, "r1").await;
     let nov = "id,name,amount,ts\n5,e,50,2026-11-05T10:00:00Z\n";
+    load(
+        &engine,
+        dir,
+        &orders,
+        nov,
+        WriteMode::OverwritePartitions,
+        "r2",
+    )
+    .await;
     engine
-        .import(
-            &orders,
-            &csv("2.csv", nov),
-            WriteMode::OverwritePartitions,
-            run("r2"),
-        )
-        .await
-        .unwrap();
-    engine
-        .delete_where(&orders, "amount < 15", run("r3"))
+        .delete_where(&orders, "amount < 15", run_props("r3"))
         .await
         .unwrap();
     lake.evolve(
@@ -188,10 +171,7 @@ async fn fixture(dir: &Path) -> (Lake, BTreeMap<String, String>) {
     .await
     .unwrap();
     let dec = "id,customer,amount,ts,channel\n6,f,60,2026-12-24T08:00:00Z,web\n";
-    engine
-        .import(&orders, &csv("4.csv", dec), WriteMode::Append, run("r4"))
-        .await
-        .unwrap();
+    load(&engine, dir, &orders, dec, WriteMode::Append, "r4").await;
 
     let customers = create(
         "shop.customers",
@@ -200,15 +180,7 @@ async fn fixture(dir: &Path) -> (Lake, BTreeMap<String, String>) {
     )
     .await;
     let segs = "customer,segment\nb,VIP\nc,Low Value\ne,VIP\nf,\nz,High Value\n";
-    engine
-        .import(
-            &customers,
-            &csv("c.csv", segs),
-            WriteMode::Append,
-            run("r5"),
-        )
-        .await
-        .unwrap();
+    load(&engine, dir, &customers, segs, WriteMode::Append, "r5").await;
 
     let table = lake.load_table(&orders).await.unwrap();
     let mut snaps: Vec<_> = table.metadata.snapshots().collect();
@@ -225,11 +197,36 @@ async fn fixture(dir: &Path) -> (Lake, BTreeMap<String, String>) {
     (lake, placeholders)
 }
 
+/// Snapshot summary properties of a fixture commit.
+fn run_props(run: &str) -> HashMap<String, String> {
+    HashMap::from([("gridata.run-id".to_string(), run.to_string())])
+}
+
+/// Import CSV text into `table` as run `run`.
+async fn load(
+    engine: &Engine,
+    dir: &Path,
+    table: &TableName,
+    csv: &str,
+    mode: WriteMode,
+    run: &str,
+) {
+    let path = dir.join(format!("{run}.csv"));
+    std::fs::write(&path, csv).unwrap();
+    let input = InputFile {
+        path: path.display().to_string(),
+        format: ImportFormat::Csv,
+    };
+    engine
+        .import(table, &[input], mode, run_props(run))
+        .await
+        .unwrap();
+}
+
 fn slt_files(filters: &[String]) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
-    let dir = std::env::var("CARGO_MANIFEST_DIR")
-        .map(|d| Path::new(&d).join("tests/slt"))
-        .unwrap_or(dir);
+    // The checkout under test, not the one the binary was built in.
+    let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test"))
+        .join("tests/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
