@@ -130,6 +130,12 @@ impl Engine {
             // reserve many times what they hold. Strings stay Utf8.
             opts.execution.parquet.schema_force_view_types = false;
             opts.sql_parser.map_string_types_to_utf8view = false;
+            // Bounded runs spill: LZ4 costs no measurable time and needs
+            // less than half the disk (decision 0010).
+            if std::env::var_os("DATAFUSION_EXECUTION_SPILL_COMPRESSION").is_none() {
+                opts.execution.spill_compression =
+                    datafusion::common::config::SpillCompression::Lz4Frame;
+            }
         }
         if std::env::var_os("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD").is_none() {
             opts.optimizer.hash_join_single_partition_threshold = bytes;

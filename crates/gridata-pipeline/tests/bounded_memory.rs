@@ -12,6 +12,14 @@ use gridata_state::RunState;
 async fn the_orders_pipeline_conserves_rows_under_a_memory_limit() {
     gridata_engine::set_memory_limit(Some(128 << 20));
     let env = env().await;
+    // Under a limit, spills are LZ4 and strings stay Utf8 (decision 0010).
+    let engine = gridata_engine::Engine::new(env.lake.clone()).await.unwrap();
+    let opts = engine.context().state().config_options().clone();
+    assert_eq!(
+        opts.execution.spill_compression,
+        gridata_engine::datafusion::common::config::SpillCompression::Lz4Frame
+    );
+    assert!(!opts.execution.parquet.schema_force_view_types);
     // 100k orders and about 200k items: the order keys are past the
     // broadcast threshold, so the key rules and transforms sort and merge.
     generate(&env, 100_000, 1, 0.02).await;
