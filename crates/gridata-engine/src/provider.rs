@@ -8,6 +8,8 @@
 //!   as statistics, which the join planner uses to pick the build side.
 //! - Columns are matched by Iceberg field id, never by name, so renamed,
 //!   dropped, re-added and widened columns read correctly from old files.
+//! - With view types on, string and binary columns are exposed as
+//!   `Utf8View`/`BinaryView`; data files keep the table's own types.
 
 use std::any::Any;
 use std::collections::HashMap;
