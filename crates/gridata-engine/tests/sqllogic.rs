@@ -6,6 +6,9 @@
 //!   whose name contains one of the NAMEs (all when none).
 //! - `GRIDATA_SLT_COMPLETE=1` rewrites the expected results from the actual
 //!   ones; review the diff before committing it.
+//! - Every file then runs again in a child process under a 64 MiB memory
+//!   limit (label `bounded`), where sessions plan with the `spill` module's
+//!   rules and strings stay `Utf8`: the answers must be the same.
 //!
 //! Snapshot ids and commit times are random, so queries name them with
 //! placeholders: `{{orders@N}}` is the id of `shop.orders`' N-th snapshot
@@ -240,7 +243,7 @@ fn slt_files(filters: &[String]) -> Vec<PathBuf> {
     files
 }
 
-async fn run_file(path: &Path, complete: bool) -> Result<(), String> {
+async fn run_file(path: &Path, complete: bool, bounded: bool) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let (lake, placeholders) = fixture(dir.path()).await;
     let mut runner = sqllogictest::Runner::new(move || {
@@ -253,6 +256,9 @@ async fn run_file(path: &Path, complete: bool) -> Result<(), String> {
             })
         }
     });
+    if bounded {
+        runner.add_label("bounded");
+    }
     if complete {
         runner
             .update_test_file(
@@ -272,6 +278,11 @@ async fn run_file(path: &Path, complete: bool) -> Result<(), String> {
     }
 }
 
+/// Set in the child process that runs every file again under a memory
+/// limit: the bounded planner must give the same answers. Files tell the two passes apart with the `bounded`
+/// label (`onlyif bounded` / `skipif bounded`).
+const BOUNDED: &str = "GRIDATA_SLT_MEMORY_LIMIT";
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // libtest flags (`--include-ignored`, `--nocapture`, …) pass through
@@ -281,15 +292,20 @@ async fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let complete = std::env::var_os("GRIDATA_SLT_COMPLETE").is_some();
+    let limit = std::env::var(BOUNDED).ok().and_then(|v| v.parse().ok());
+    if limit.is_some() {
+        gridata_engine::set_memory_limit(limit);
+    }
+    let pass = if limit.is_some() { "bounded " } else { "" };
     let files = slt_files(&filters);
     let mut failed = 0;
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        match run_file(f, complete).await {
-            Ok(()) => println!("slt {name} ... ok"),
+        match run_file(f, complete, limit.is_some()).await {
+            Ok(()) => println!("slt {pass}{name} ... ok"),
             Err(e) => {
                 failed += 1;
-                println!("slt {name} ... FAILED\n{e}");
+                println!("slt {pass}{name} ... FAILED\n{e}");
             }
         }
     }
@@ -298,7 +314,17 @@ async fn main() {
         if failed == 0 { "ok" } else { "FAILED" },
         files.len() - failed
     );
-    if failed > 0 {
+    let mut ok = failed == 0;
+    if limit.is_none() && !complete {
+        // The limit is process-wide: the bounded pass is a process of its own.
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(std::env::args().skip(1))
+            .env(BOUNDED, (64u64 << 20).to_string())
+            .status()
+            .expect("run the bounded pass");
+        ok &= status.success();
+    }
+    if !ok {
         std::process::exit(1);
     }
 }
