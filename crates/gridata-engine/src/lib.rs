@@ -11,6 +11,7 @@
 //!   snapshot or leaves the table as it was.
 
 mod catalog;
+mod decimal;
 mod dialect;
 mod error;
 mod keys;
@@ -29,7 +30,7 @@ pub use keys::{KEY_HASH_FN, KeySet};
 pub use mask::{Mask, Masks};
 pub use ops::{
     ImportFormat, ImportReport, InputFile, PARALLEL_WRITE_BYTES, PARALLEL_WRITE_ROWS, WriteMode,
-    partition_streams,
+    partition_streams, plan_metrics,
 };
 pub use provider::{FieldIdAdapterFactory, LakeTableProvider, to_predicate};
 pub use session::{Engine, memory_limit, set_memory_limit};

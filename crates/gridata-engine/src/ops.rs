@@ -45,6 +45,14 @@ fn split(
     }
 }
 
+/// An executed plan with its metrics (rows, time, spills per operator), as
+/// `EXPLAIN ANALYZE` prints it: for logs at debug level.
+pub fn plan_metrics(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> String {
+    datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan)
+        .indent(true)
+        .to_string()
+}
+
 /// The format of an input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportFormat {
@@ -320,11 +328,15 @@ impl Engine {
     }
 
     /// A frame's rows as streams for parallel writers, planned once: as
-    /// many as [`Engine::lanes_for`] gives for its plan's statistics.
+    /// many as [`Engine::lanes_for`] gives for its plan's statistics. The
+    /// plan is returned too: its metrics fill in as the streams are read.
     pub async fn write_streams(
         &self,
         df: DataFrame,
-    ) -> datafusion::error::Result<Vec<datafusion::physical_plan::SendableRecordBatchStream>> {
+    ) -> datafusion::error::Result<(
+        Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        Vec<datafusion::physical_plan::SendableRecordBatchStream>,
+    )> {
         let task = Arc::new(df.task_ctx());
         let plan = df.create_physical_plan().await?;
         let lanes = match plan.partition_statistics(None) {
@@ -334,7 +346,7 @@ impl Engine {
             ),
             Err(_) => 1,
         };
-        split(plan, task, lanes)
+        Ok((plan.clone(), split(plan, task, lanes)?))
     }
 
     async fn input_size(&self, path: &str) -> Option<u64> {

@@ -149,7 +149,8 @@ impl Engine {
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime())
-            .with_default_features();
+            .with_default_features()
+            .with_optimizer_rule(Arc::new(crate::decimal::FastDecimalCasts));
         if memory_limit().is_some() {
             let mut rules = PhysicalOptimizer::new().rules;
             crate::spill::install(&mut rules);

@@ -23,6 +23,7 @@ pub mod io;
 mod lake;
 mod maintenance;
 pub mod schema;
+mod split;
 mod write;
 
 pub use catalog::{Catalog, MemoryCatalog, SqlCatalog};

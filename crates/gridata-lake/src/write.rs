@@ -7,7 +7,6 @@ use arrow::datatypes::SchemaRef;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
@@ -171,7 +170,7 @@ impl Lake {
             None
         } else {
             Some(Arc::new(
-                RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)
+                crate::split::PartitionSplitter::try_new(schema.clone(), spec)
                     .map_err(Error::iceberg(ctx("partition")))?,
             ))
         };

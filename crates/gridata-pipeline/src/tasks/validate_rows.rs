@@ -279,14 +279,17 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
     // verdicts up (see `verdicts`); without them, the key rules join the
     // wide rows.
     let narrow = has_lines;
-    let file_expr = if has_file {
-        "\"__w\".\"_source_file\""
-    } else {
-        "''"
-    };
     // The verdicts are looked up once per row, as columns of the input.
     let (v_rule, v_first) = ("\"__w\".\"__verdict\"", "\"__w\".\"__verdict_first\"");
     let mut plan = Plan::default();
+    // The key rules carry each row's file as a number (see `verdicts`).
+    let file_ids = Arc::new(verdicts::FileIds::default());
+    engine.context().register_udf(file_ids.udf());
+    let file_id = format!(
+        "\"{}\"({})",
+        verdicts::FILE_ID_FN,
+        if has_file { "\"_source_file\"" } else { "''" }
+    );
     for (i, rule) in cfg.rules.iter().enumerate() {
         let name = rule.display_name();
         let (cond, reason) = if let Some(cols) = &rule.not_null {
@@ -423,12 +426,11 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                     // key's first line.
                     plan.key_queries.push(format!(
                         "SELECT \"__f\", \"__l\", {i} AS \"__rule\", \"__first\" FROM \
-                         (SELECT {file} AS \"__f\", \"_source_line\" AS \"__l\", \
+                         (SELECT {file_id} AS \"__f\", \"_source_line\" AS \"__l\", \
                           ROW_NUMBER() OVER ({by}) AS \"__rn\", \
                           FIRST_VALUE(\"_source_line\") OVER ({by}) AS \"__first\" \
                           FROM \"__input\" WHERE \"{set}\"({plain})) AS \"__x\" \
                          WHERE \"__rn\" > 1",
-                        file = if has_file { "\"_source_file\"" } else { "''" },
                         plain = part.join(", "),
                     ));
                 }
@@ -470,13 +472,18 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                 // dropped with the passing rows, not by a WHERE, which would
                 // shrink the narrow side's estimate until it looked small
                 // enough to broadcast.
-                let file = if has_file { "\"_source_file\", " } else { "" };
+                // The narrow rows are what the join sorts and spills: the
+                // file as a number, the line, and the key once.
+                let kc = format!("\"__c{i}\"");
                 plan.key_queries.push(format!(
-                    "SELECT {file_expr} AS \"__f\", \"__w\".\"_source_line\" AS \"__l\", \
-                     CASE WHEN \"__w\".{c} IS NOT NULL THEN {i} END AS \"__rule\", \
+                    "SELECT \"__w\".\"__fid\" AS \"__f\", \"__w\".\"_source_line\" AS \"__l\", \
+                     CASE WHEN \"__w\".{kc} IS NOT NULL THEN {i} END AS \"__rule\", \
                      CAST(NULL AS BIGINT) AS \"__first\" \
                      FROM {keys} RIGHT ANTI JOIN \
-                     (SELECT {file}\"_source_line\", {c} FROM \"__input\") AS \"__w\" ON {on}",
+                     (SELECT {file_id} AS \"__fid\", \"_source_line\", {t} AS {kc} \
+                      FROM \"__input\") AS \"__w\" \
+                     ON \"__w\".{kc} = \"__j{i}\".\"__k{i}\"",
+                    t = text(&e.column),
                 ));
                 format!("{} = {i}", v_rule)
             } else {
@@ -543,7 +550,7 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         let found = if plan.key_queries.is_empty() {
             verdicts::Verdicts::default()
         } else {
-            key_verdicts(&engine, ctx, &plan.key_queries).await?
+            key_verdicts(&engine, ctx, &plan.key_queries, &file_ids).await?
         };
         ctx.log(format!("key rules: {} rows fail one", found.rows()));
         for udf in found.into_udfs() {
@@ -573,7 +580,7 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(false),
         "row rules plan"
     );
-    let mut stream = datafusion::physical_plan::execute_stream(physical, task_ctx)
+    let mut stream = datafusion::physical_plan::execute_stream(physical.clone(), task_ctx)
         .map_err(|e| TaskError::fatal(format!("row rules: {e}")))?;
 
     let good_schema = Arc::new(Schema::new(
@@ -662,6 +669,11 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                 .map_err(TaskError::fatal)?;
         }
     }
+    tracing::debug!(
+        task = ctx.task_id(),
+        plan = %gridata_engine::plan_metrics(physical.as_ref()),
+        "row rules plan, executed"
+    );
     let storage = ctx.storage();
     let (staged, rows_good) = good
         .close()
@@ -725,6 +737,7 @@ async fn key_verdicts(
     engine: &gridata_engine::Engine,
     ctx: &TaskCtx,
     queries: &[String],
+    file_ids: &verdicts::FileIds,
 ) -> Result<verdicts::Verdicts, TaskError> {
     let query = queries.join(" UNION ALL ");
     tracing::debug!(task = ctx.task_id(), %query, "key rules");
@@ -740,13 +753,19 @@ async fn key_verdicts(
         plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(false),
         "key rules plan"
     );
-    let mut stream = datafusion::physical_plan::execute_stream(physical, task_ctx).map_err(fail)?;
+    let mut stream =
+        datafusion::physical_plan::execute_stream(physical.clone(), task_ctx).map_err(fail)?;
     let mut found = verdicts::Verdicts::default();
     while let Some(batch) = stream.next().await {
         found
-            .add(&batch.map_err(fail)?)
+            .add(&batch.map_err(fail)?, file_ids)
             .map_err(|e| TaskError::fatal(format!("key rules: {e}")))?;
     }
+    tracing::debug!(
+        task = ctx.task_id(),
+        plan = %gridata_engine::plan_metrics(physical.as_ref()),
+        "key rules plan, executed"
+    );
     Ok(found)
 }
 

@@ -300,7 +300,7 @@ async fn write_rows(
     let target = table.arrow_schema(None).map_err(TaskError::fatal)?;
     let name = table.name.to_string();
     let file_idx = df.schema().as_arrow().index_of("_source_file").ok();
-    let parts = engine
+    let (plan, parts) = engine
         .write_streams(df)
         .await
         .map_err(|e| TaskError::fatal(format!("reading input of {name}: {e}")))?;
@@ -331,6 +331,11 @@ async fn write_rows(
         .write_files(table, streams)
         .await
         .map_err(|e| TaskError::fatal(format!("{e}")))?;
+    tracing::debug!(
+        task = ctx.task_id(),
+        plan = %gridata_engine::plan_metrics(plan.as_ref()),
+        "write plan, executed"
+    );
     let counts = std::mem::take(&mut *counts.lock().expect("counts"));
     Ok((counts, files))
 }

@@ -13,7 +13,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, AsArray, Int32Builder, Int64Builder, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type};
@@ -26,6 +26,100 @@ use datafusion::logical_expr::{
 pub(super) const RULE_FN: &str = "__gridata_key_verdict";
 /// The SQL name of the first-line lookup: `(file, line) -> line or NULL`.
 pub(super) const FIRST_FN: &str = "__gridata_key_first";
+/// The SQL name of `file -> small integer`, so that the key rules sort and
+/// spill four bytes a row for the file rather than its path.
+pub(super) const FILE_ID_FN: &str = "__gridata_file_id";
+
+/// Source files numbered in the order they are first seen.
+#[derive(Debug, Default)]
+pub(super) struct FileIds {
+    inner: Mutex<(HashMap<String, i32>, Vec<String>)>,
+}
+
+impl FileIds {
+    fn ids(&self, files: &arrow::array::StringArray) -> arrow::array::Int32Array {
+        let mut inner = self.inner.lock().expect("file ids");
+        let mut out = Int32Builder::with_capacity(files.len());
+        for (_, n, f) in crate::run::file_runs(files) {
+            let id = match inner.0.get(f) {
+                Some(id) => *id,
+                None => {
+                    let id = inner.1.len() as i32;
+                    inner.0.insert(f.to_string(), id);
+                    inner.1.push(f.to_string());
+                    id
+                }
+            };
+            out.append_value_n(id, n);
+        }
+        out.finish()
+    }
+
+    fn names(&self, ids: &arrow::array::Int32Array) -> arrow::array::StringArray {
+        let inner = self.inner.lock().expect("file ids");
+        ids.iter()
+            .map(|id| id.and_then(|i| inner.1.get(i as usize)).map(String::as_str))
+            .collect()
+    }
+
+    /// The numbering as a SQL function.
+    pub(super) fn udf(self: &Arc<Self>) -> ScalarUDF {
+        ScalarUDF::new_from_impl(FileId {
+            ids: self.clone(),
+            signature: Signature::any(1, Volatility::Immutable),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct FileId {
+    ids: Arc<FileIds>,
+    signature: Signature,
+}
+
+impl PartialEq for FileId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.ids, &other.ids)
+    }
+}
+
+impl Eq for FileId {}
+
+impl Hash for FileId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.ids).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for FileId {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        FILE_ID_FN
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let files = ColumnarValue::values_to_arrays(&args.args)?;
+        let files = arrow::compute::cast(&files[0], &DataType::Utf8)?;
+        let ids: ArrayRef = Arc::new(self.ids.ids(files.as_string::<i32>()));
+        Ok(if scalar {
+            ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&ids, 0)?)
+        } else {
+            ColumnarValue::Array(ids)
+        })
+    }
+}
 
 /// Failing rows by file, then line.
 #[derive(Debug, Default)]
@@ -36,12 +130,22 @@ pub(super) struct Verdicts {
 
 impl Verdicts {
     /// Adds the rows of a batch of `(file, line, rule, first)` that have a
-    /// rule; a row already present keeps its lowest rule.
-    pub(super) fn add(&mut self, batch: &RecordBatch) -> Result<(), arrow::error::ArrowError> {
+    /// rule; a row already present keeps its lowest rule. A file is its
+    /// path, or its number in `ids`.
+    pub(super) fn add(
+        &mut self,
+        batch: &RecordBatch,
+        ids: &FileIds,
+    ) -> Result<(), arrow::error::ArrowError> {
         if batch.column(2).null_count() == batch.num_rows() {
             return Ok(());
         }
-        let files = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        let files: ArrayRef = if batch.column(0).data_type().is_integer() {
+            let n = arrow::compute::cast(batch.column(0), &DataType::Int32)?;
+            Arc::new(ids.names(n.as_primitive::<Int32Type>()))
+        } else {
+            arrow::compute::cast(batch.column(0), &DataType::Utf8)?
+        };
         let lines = arrow::compute::cast(batch.column(1), &DataType::Int64)?;
         let rules = arrow::compute::cast(batch.column(2), &DataType::Int32)?;
         let firsts = arrow::compute::cast(batch.column(3), &DataType::Int64)?;
@@ -222,18 +326,22 @@ mod tests {
 
     #[test]
     fn looks_up_the_lowest_rule_per_row() {
+        let ids = FileIds::default();
         let mut v = Verdicts::default();
-        v.add(&batch(&[
-            ("a.csv", 7, Some(5), None),
-            ("a.csv", 9, Some(3), Some(2)),
-            ("b.csv", 7, Some(4), None),
-        ]))
+        v.add(
+            &batch(&[
+                ("a.csv", 7, Some(5), None),
+                ("a.csv", 9, Some(3), Some(2)),
+                ("b.csv", 7, Some(4), None),
+            ]),
+            &ids,
+        )
         .unwrap();
         // The same row again with a lower rule, and a row without one.
-        v.add(&batch(&[
-            ("a.csv", 7, Some(2), None),
-            ("a.csv", 8, None, None),
-        ]))
+        v.add(
+            &batch(&[("a.csv", 7, Some(2), None), ("a.csv", 8, None, None)]),
+            &ids,
+        )
         .unwrap();
         assert_eq!(v.rows(), 3);
         let [rule, first] = v.into_udfs();
@@ -273,10 +381,42 @@ mod tests {
             ],
         )
         .unwrap();
-        let e = Verdicts::default().add(&b).unwrap_err().to_string();
+        let e = Verdicts::default()
+            .add(&b, &FileIds::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("a.csv") && e.contains("rule 3") && e.contains("_source_line"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn numbered_files_are_named_back() {
+        let ids = Arc::new(FileIds::default());
+        let files = StringArray::from(vec!["b.csv", "b.csv", "a.csv", "b.csv"]);
+        let n = ids.ids(&files);
+        assert_eq!(n.values().to_vec(), vec![0, 0, 1, 0]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Int32, false),
+            Field::new("l", DataType::Int64, false),
+            Field::new("r", DataType::Int64, true),
+            Field::new("first", DataType::Int64, true),
+        ]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(n),
+                Arc::new(Int64Array::from(vec![2, 3, 2, 4])),
+                Arc::new(Int64Array::from(vec![Some(1), None, Some(1), None])),
+                Arc::new(Int64Array::from(vec![None::<i64>; 4])),
+            ],
+        )
+        .unwrap();
+        let mut v = Verdicts::default();
+        v.add(&b, &ids).unwrap();
+        assert_eq!(v.rows(), 2);
+        assert!(v.get("a.csv").unwrap().contains_key(&2));
+        assert!(v.get("b.csv").unwrap().contains_key(&2));
     }
 }
