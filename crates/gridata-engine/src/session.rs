@@ -151,9 +151,9 @@ impl Engine {
             .with_runtime_env(runtime())
             .with_default_features()
             .with_optimizer_rule(Arc::new(crate::decimal::FastDecimalCasts));
-        if memory_limit().is_some() {
+        if let Some(limit) = memory_limit() {
             let mut rules = PhysicalOptimizer::new().rules;
-            crate::spill::install(&mut rules);
+            crate::spill::install(&mut rules, spill_cap(limit));
             state = state.with_physical_optimizer_rules(rules);
         }
         let state = state.build();

@@ -55,9 +55,13 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, PlanProperties};
 use futures::StreamExt;
 
-/// Plans repartitioned hash joins as sort-merge joins, which spill.
+/// Plans repartitioned hash joins as sort-merge joins, which spill, or as
+/// broadcast hash joins when the build side is estimated to fit
+/// `broadcast_bytes`.
 #[derive(Debug, Default)]
-pub(crate) struct SortMergeLargeJoins;
+pub(crate) struct SortMergeLargeJoins {
+    broadcast_bytes: usize,
+}
 
 /// A memory pool that also caps each consumer at `cap` bytes.
 #[derive(Debug)]
@@ -91,13 +95,21 @@ impl<P: MemoryPool> MemoryPool for CappedPool<P> {
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
-        if reservation.size() + additional > self.cap {
+        // A broadcast build side is one for all partitions and cannot spill;
+        // it was planned to fit the cap (`broadcastable`), with this room
+        // for a wrong estimate.
+        let cap = if reservation.consumer().name().starts_with("HashJoinInput") {
+            self.cap.saturating_mul(2)
+        } else {
+            self.cap
+        };
+        if reservation.size() + additional > cap {
             return Err(DataFusionError::ResourcesExhausted(format!(
                 "{} holds {} bytes and may hold at most {} (a share of the memory limit); \
                  it asked for {additional} more",
                 reservation.consumer().name(),
                 reservation.size(),
-                self.cap
+                cap
             )));
         }
         self.inner.try_grow(reservation, additional)
@@ -114,8 +126,9 @@ impl<P: MemoryPool> MemoryPool for CappedPool<P> {
 
 type Rules = Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>;
 
-/// Adds the bounded-memory rules to a session's physical optimizer rules.
-pub(crate) fn install(rules: &mut Rules) {
+/// Adds the bounded-memory rules to a session's physical optimizer rules;
+/// `cap` is what one operator may hold.
+pub(crate) fn install(rules: &mut Rules, cap: usize) {
     // Right after `join_selection`, which decides which joins broadcast,
     // and before distribution and sorting are enforced, which add the
     // sort-merge joins' repartitions and sorts.
@@ -123,7 +136,12 @@ pub(crate) fn install(rules: &mut Rules) {
         .iter()
         .position(|r| r.name() == "join_selection")
         .map_or(0, |i| i + 1);
-    rules.insert(at, Arc::new(SortMergeLargeJoins));
+    rules.insert(
+        at,
+        Arc::new(SortMergeLargeJoins {
+            broadcast_bytes: cap,
+        }),
+    );
     // Last, once every sort is in place.
     rules.push(Arc::new(CompactSlicedBatches));
 }
@@ -140,6 +158,13 @@ impl PhysicalOptimizerRule for SortMergeLargeJoins {
             };
             if !convertible(hj)? {
                 return Ok(Transformed::no(node));
+            }
+            if broadcastable(hj, self.broadcast_bytes) {
+                return Ok(Transformed::yes(Arc::new(
+                    hj.builder()
+                        .with_partition_mode(PartitionMode::CollectLeft)
+                        .build()?,
+                )));
             }
             let smj: Arc<dyn ExecutionPlan> = Arc::new(SortMergeJoinExec::try_new(
                 Arc::clone(hj.left()),
@@ -351,6 +376,46 @@ fn convertible(hj: &HashJoinExec) -> Result<bool> {
     Ok(true)
 }
 
+/// Hash-table bytes a build row costs besides its values (DataFusion's
+/// map of hashes to rows and its chain of equal hashes).
+const HASH_ROW_BYTES: usize = 48;
+
+/// Whether the join's build side is estimated to fit `budget` bytes, row
+/// count (from statistics) times the row's width (from the schema), and
+/// its type lets one build side serve every probe partition. The estimate
+/// allows 32 bytes a string; the pool lets a build side hold twice the
+/// budget, so a wrong estimate has room before it fails the query.
+fn broadcastable(hj: &HashJoinExec, budget: usize) -> bool {
+    if !matches!(
+        hj.join_type(),
+        JoinType::Inner | JoinType::Right | JoinType::RightSemi | JoinType::RightAnti
+    ) {
+        return false;
+    }
+    let Ok(stats) = hj.left().partition_statistics(None) else {
+        return false;
+    };
+    let Some(rows) = stats.num_rows.get_value().copied() else {
+        return false;
+    };
+    let width: usize = hj
+        .left()
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| estimated_width(f.data_type()))
+        .sum();
+    rows.saturating_mul(width + HASH_ROW_BYTES) <= budget
+}
+
+fn estimated_width(t: &DataType) -> usize {
+    use DataType::*;
+    match t {
+        Utf8 | LargeUtf8 | Binary | LargeBinary | Utf8View | BinaryView => 32,
+        t => t.primitive_width().unwrap_or(64),
+    }
+}
+
 /// The key types the sort-merge join's comparator handles.
 fn comparable(t: &DataType) -> bool {
     use DataType::*;
@@ -392,6 +457,10 @@ mod tests {
 
     /// A session whose pool is far smaller than a join's inputs.
     fn tight_session(bounded_rules: bool) -> datafusion::prelude::SessionContext {
+        session_with(bounded_rules, 10 << 20)
+    }
+
+    fn session_with(bounded_rules: bool, budget: usize) -> datafusion::prelude::SessionContext {
         use datafusion::execution::SessionStateBuilder;
         use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
         use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -406,7 +475,7 @@ mod tests {
             .unwrap();
         let mut rules = PhysicalOptimizer::new().rules;
         if bounded_rules {
-            install(&mut rules);
+            install(&mut rules, budget);
         }
         let state = SessionStateBuilder::new()
             .with_config(
@@ -483,6 +552,53 @@ mod tests {
         // Each of the 300,000 even keys matches once; their values sum up.
         let sum: i64 = (0..600_000i64).step_by(2).sum();
         assert!(out.contains(&format!("| 300000   | {sum}")), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_build_side_within_the_budget_is_broadcast() {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::datasource::MemTable;
+        let keys = |m: i64| {
+            Arc::new(StringArray::from_iter_values(
+                (0..m).map(|i| format!("k{i:06}")),
+            )) as ArrayRef
+        };
+        let plan_of = |budget: usize| async move {
+            let ctx = session_with(true, budget);
+            // No broadcast by DataFusion's own thresholds: only ours.
+            ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold = 0")
+                .await?;
+            ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0")
+                .await?;
+            for (name, n) in [("big", 50_000), ("small", 1_000)] {
+                let b = RecordBatch::try_from_iter([("k", keys(n))])?;
+                let parts = vec![
+                    vec![b.slice(0, n as usize / 2)],
+                    vec![b.slice(n as usize / 2, n as usize / 2)],
+                ];
+                ctx.register_table(name, Arc::new(MemTable::try_new(b.schema(), parts)?))?;
+            }
+            let df = ctx
+                .sql("SELECT count(*) FROM big b WHERE NOT EXISTS (SELECT 1 FROM small s WHERE s.k = b.k)")
+                .await?;
+            let plan = df.clone().create_physical_plan().await?;
+            let shown = datafusion::physical_plan::displayable(plan.as_ref())
+                .indent(false)
+                .to_string();
+            let rows = df.collect().await?;
+            let out = datafusion::arrow::util::pretty::pretty_format_batches(&rows)?.to_string();
+            Ok::<_, DataFusionError>((shown, out))
+        };
+        // 1,000 keys at (32 + 48) bytes a row: 80,000 bytes.
+        let (wide, out) = plan_of(1 << 20).await.unwrap();
+        assert!(
+            wide.contains("mode=CollectLeft") && !wide.contains("SortMergeJoin"),
+            "{wide}"
+        );
+        assert!(out.contains("| 49000"), "{out}");
+        let (narrow, out) = plan_of(50_000).await.unwrap();
+        assert!(narrow.contains("SortMergeJoin"), "{narrow}");
+        assert!(out.contains("| 49000"), "{out}");
     }
 
     #[test]
