@@ -14,6 +14,7 @@ mod catalog;
 mod decimal;
 mod dialect;
 mod error;
+mod grace;
 mod keys;
 pub mod mask;
 mod ops;

@@ -36,8 +36,8 @@ static SHARED: OnceLock<(Arc<dyn MemoryPool>, Arc<DiskManager>)> = OnceLock::new
 /// Bound the memory of every session in this process to `bytes`, shared
 /// fairly between the operators that can spill (sorts, aggregations),
 /// which then spill to temporary files. Joins whose build side is not
-/// known to be small are then planned as sort-merge joins, which spill
-/// too (see [`crate::spill`]). Without a bound nothing spills. Only the
+/// known to be small are then planned as grace hash joins, which
+/// partition both inputs to disk first (see [`crate::spill`]). Without a bound nothing spills. Only the
 /// first call counts, and only before the first session.
 pub fn set_memory_limit(bytes: Option<usize>) {
     let _ = MEMORY_LIMIT.set(bytes);

@@ -2,19 +2,19 @@
 //!
 //! DataFusion 53's hash join keeps its whole build side in memory and
 //! cannot spill, so under a limit a join of two large inputs fails. When
-//! the process runs with a memory limit, [`SortMergeLargeJoins`] plans
-//! every repartitioned hash join as a sort-merge join instead: its sorts
-//! spill sorted runs to disk, so memory stays bounded whatever the inputs'
-//! size. This is what Spark does by default (`spark.sql.join.preferSortMergeJoin`).
+//! the process runs with a memory limit, [`LargeJoins`] plans every
+//! repartitioned hash join either as a broadcast hash join, when its build
+//! side is estimated to fit one operator's share, or as a grace hash join
+//! ([`GraceHashJoinExec`]), which partitions both inputs to disk by key
+//! and joins one bucket at a time. Memory stays bounded whatever the
+//! inputs' size, and no wide row is sorted.
 //!
 //! Invariants:
-//! - Only `PartitionMode::Partitioned` joins change. A broadcast
-//!   (`CollectLeft`) join, whose build side statistics showed below the
-//!   broadcast threshold, stays a hash join.
-//! - The output schema is unchanged: a hash join's embedded projection
-//!   becomes a `ProjectionExec` over the sort-merge join.
-//! - Joins the sort-merge join cannot run (mark joins, null-aware anti
-//!   joins, key types its comparator lacks) stay hash joins.
+//! - Only `PartitionMode::Partitioned` joins change. A join DataFusion
+//!   already broadcasts (`CollectLeft`) stays as it is.
+//! - The output schema is unchanged.
+//! - Joins the grace join is not given (mark joins, null-aware anti joins,
+//!   joins with a fetch) stay hash joins.
 //!
 //! An aggregate emits its groups as slices of one large batch, and
 //! DataFusion charges each slice for the whole buffers, so a sort over an
@@ -34,7 +34,6 @@ use std::any::Any;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, MutableArrayData, RecordBatch, make_array};
-use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::utils::memory::get_record_batch_memory_size;
@@ -45,21 +44,21 @@ use datafusion::execution::memory_pool::{
 };
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::JoinType;
-use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode, SortMergeJoinExec};
-use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, PlanProperties};
 use futures::StreamExt;
 
-/// Plans repartitioned hash joins as sort-merge joins, which spill, or as
+use crate::grace::GraceHashJoinExec;
+
+/// Plans repartitioned hash joins as grace hash joins, which spill, or as
 /// broadcast hash joins when the build side is estimated to fit
 /// `broadcast_bytes`.
 #[derive(Debug, Default)]
-pub(crate) struct SortMergeLargeJoins {
+pub(crate) struct LargeJoins {
     broadcast_bytes: usize,
 }
 
@@ -130,15 +129,15 @@ type Rules = Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>;
 /// `cap` is what one operator may hold.
 pub(crate) fn install(rules: &mut Rules, cap: usize) {
     // Right after `join_selection`, which decides which joins broadcast,
-    // and before distribution and sorting are enforced, which add the
-    // sort-merge joins' repartitions and sorts.
+    // and before distribution is enforced, which would add the
+    // partitioned joins' repartitions.
     let at = rules
         .iter()
         .position(|r| r.name() == "join_selection")
         .map_or(0, |i| i + 1);
     rules.insert(
         at,
-        Arc::new(SortMergeLargeJoins {
+        Arc::new(LargeJoins {
             broadcast_bytes: cap,
         }),
     );
@@ -146,11 +145,11 @@ pub(crate) fn install(rules: &mut Rules, cap: usize) {
     rules.push(Arc::new(CompactSlicedBatches));
 }
 
-impl PhysicalOptimizerRule for SortMergeLargeJoins {
+impl PhysicalOptimizerRule for LargeJoins {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
+        config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
             let Some(hj) = node.as_any().downcast_ref::<HashJoinExec>() else {
@@ -166,35 +165,19 @@ impl PhysicalOptimizerRule for SortMergeLargeJoins {
                         .build()?,
                 )));
             }
-            let smj: Arc<dyn ExecutionPlan> = Arc::new(SortMergeJoinExec::try_new(
-                Arc::clone(hj.left()),
-                Arc::clone(hj.right()),
-                hj.on().to_vec(),
-                hj.filter().cloned(),
-                *hj.join_type(),
-                vec![SortOptions::default(); hj.on().len()],
-                hj.null_equality(),
-            )?);
-            let Some(projection) = &hj.projection else {
-                return Ok(Transformed::yes(smj));
-            };
-            let schema = smj.schema();
-            let exprs: Vec<ProjectionExpr> = projection
-                .iter()
-                .map(|&i| {
-                    let name = schema.field(i).name();
-                    ProjectionExpr::new(Arc::new(Column::new(name, i)), name.clone())
-                })
-                .collect();
-            Ok(Transformed::yes(Arc::new(ProjectionExec::try_new(
-                exprs, smj,
+            let buckets = grace_buckets(hj, self.broadcast_bytes);
+            Ok(Transformed::yes(Arc::new(GraceHashJoinExec::try_new(
+                hj,
+                buckets,
+                config.execution.target_partitions,
+                self.broadcast_bytes,
             )?)))
         })
         .data()
     }
 
     fn name(&self) -> &str {
-        "sort_merge_large_joins"
+        "large_joins"
     }
 
     fn schema_check(&self) -> bool {
@@ -361,19 +344,10 @@ fn compact(batch: RecordBatch) -> Result<RecordBatch> {
 }
 
 fn convertible(hj: &HashJoinExec) -> Result<bool> {
-    if *hj.partition_mode() != PartitionMode::Partitioned
-        || hj.null_aware
-        || matches!(hj.join_type(), JoinType::LeftMark | JoinType::RightMark)
-    {
-        return Ok(false);
-    }
-    let schema = hj.left().schema();
-    for (l, _) in hj.on() {
-        if !comparable(&l.data_type(&schema)?) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    Ok(*hj.partition_mode() == PartitionMode::Partitioned
+        && !hj.null_aware
+        && hj.fetch().is_none()
+        && !matches!(hj.join_type(), JoinType::LeftMark | JoinType::RightMark))
 }
 
 /// Hash-table bytes a build row costs besides its values (DataFusion's
@@ -386,18 +360,17 @@ const HASH_ROW_BYTES: usize = 48;
 /// allows 32 bytes a string; the pool lets a build side hold twice the
 /// budget, so a wrong estimate has room before it fails the query.
 fn broadcastable(hj: &HashJoinExec, budget: usize) -> bool {
-    if !matches!(
+    matches!(
         hj.join_type(),
         JoinType::Inner | JoinType::Right | JoinType::RightSemi | JoinType::RightAnti
-    ) {
-        return false;
-    }
-    let Ok(stats) = hj.left().partition_statistics(None) else {
-        return false;
-    };
-    let Some(rows) = stats.num_rows.get_value().copied() else {
-        return false;
-    };
+    ) && build_bytes(hj).is_some_and(|bytes| bytes <= budget)
+}
+
+/// The build side's estimated bytes in a hash table, when its row count
+/// is known.
+fn build_bytes(hj: &HashJoinExec) -> Option<usize> {
+    let stats = hj.left().partition_statistics(None).ok()?;
+    let rows = *stats.num_rows.get_value()?;
     let width: usize = hj
         .left()
         .schema()
@@ -405,7 +378,17 @@ fn broadcastable(hj: &HashJoinExec, budget: usize) -> bool {
         .iter()
         .map(|f| estimated_width(f.data_type()))
         .sum();
-    rows.saturating_mul(width + HASH_ROW_BYTES) <= budget
+    Some(rows.saturating_mul(width + HASH_ROW_BYTES))
+}
+
+/// Buckets for a grace hash join, so that each bucket's build side is
+/// estimated at half of what one operator may hold. Unknown sizes get
+/// many; a bucket that is still too large is sort-merged.
+fn grace_buckets(hj: &HashJoinExec, cap: usize) -> usize {
+    const MOST: usize = 64;
+    build_bytes(hj).map_or(MOST / 2, |bytes| {
+        bytes.div_ceil((cap / 2).max(1)).clamp(2, MOST)
+    })
 }
 
 fn estimated_width(t: &DataType) -> usize {
@@ -417,7 +400,7 @@ fn estimated_width(t: &DataType) -> usize {
 }
 
 /// The key types the sort-merge join's comparator handles.
-fn comparable(t: &DataType) -> bool {
+pub(crate) fn comparable(t: &DataType) -> bool {
     use DataType::*;
     matches!(
         t,
@@ -450,7 +433,7 @@ fn comparable(t: &DataType) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const LIMIT: usize = 16 << 20;
@@ -460,7 +443,12 @@ mod tests {
         session_with(bounded_rules, 10 << 20)
     }
 
-    fn session_with(bounded_rules: bool, budget: usize) -> datafusion::prelude::SessionContext {
+    /// A session with two partitions in a 16 MiB pool; with the bounded
+    /// rules, `budget` is what one operator may hold.
+    pub(crate) fn session_with(
+        bounded_rules: bool,
+        budget: usize,
+    ) -> datafusion::prelude::SessionContext {
         use datafusion::execution::SessionStateBuilder;
         use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
         use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -534,13 +522,13 @@ mod tests {
         let shown = datafusion::physical_plan::displayable(plan.as_ref())
             .indent(false)
             .to_string();
-        assert_eq!(shown.contains("SortMergeJoin"), bounded_rules, "{shown}");
+        assert_eq!(shown.contains("GraceHashJoin"), bounded_rules, "{shown}");
         let rows = df.collect().await?;
         Ok(datafusion::arrow::util::pretty::pretty_format_batches(&rows)?.to_string())
     }
 
     #[tokio::test]
-    async fn a_join_larger_than_the_limit_sorts_merges_and_spills() {
+    async fn a_join_larger_than_the_limit_is_partitioned_to_disk() {
         let hashed = join_under_a_tight_limit(false).await;
         assert!(
             hashed
@@ -592,12 +580,12 @@ mod tests {
         // 1,000 keys at (32 + 48) bytes a row: 80,000 bytes.
         let (wide, out) = plan_of(1 << 20).await.unwrap();
         assert!(
-            wide.contains("mode=CollectLeft") && !wide.contains("SortMergeJoin"),
+            wide.contains("mode=CollectLeft") && !wide.contains("GraceHashJoin"),
             "{wide}"
         );
         assert!(out.contains("| 49000"), "{out}");
         let (narrow, out) = plan_of(50_000).await.unwrap();
-        assert!(narrow.contains("SortMergeJoin"), "{narrow}");
+        assert!(narrow.contains("GraceHashJoin"), "{narrow}");
         assert!(out.contains("| 49000"), "{out}");
     }
 
