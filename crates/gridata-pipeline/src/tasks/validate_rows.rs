@@ -459,11 +459,16 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             // Each rule's key has a name of its own: DataFusion 53 resolves
             // pushed-down filter columns by name (apache/datafusion#25244),
             // and two `__k` columns gave one rule the other's verdicts.
-            let keys = format!(
-                "(SELECT DISTINCT {k} AS \"__k{i}\" FROM {a}) AS \"__j{i}\"",
-                k = text(&key),
-                a = quote_ident(&alias),
-            );
+            // An anti join needs no DISTINCT (a key that repeats still
+            // matches), and under a limit it would be a spilling aggregate
+            // over as many keys as rows; the left join below needs one.
+            let keys = |distinct: &str| {
+                format!(
+                    "(SELECT {distinct}{k} AS \"__k{i}\" FROM {a}) AS \"__j{i}\"",
+                    k = text(&key),
+                    a = quote_ident(&alias),
+                )
+            };
             let on = format!("CAST(\"__w\".{c} AS VARCHAR) = \"__j{i}\".\"__k{i}\"");
             let cond = if narrow {
                 plan.verdicts = true;
@@ -484,10 +489,11 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                       FROM \"__input\") AS \"__w\" \
                      ON \"__w\".{kc} = \"__j{i}\".\"__k{i}\"",
                     t = text(&e.column),
+                    keys = keys(""),
                 ));
                 format!("{} = {i}", v_rule)
             } else {
-                plan.joins.push((keys, on));
+                plan.joins.push((keys("DISTINCT "), on));
                 format!("(\"__w\".{c} IS NOT NULL AND \"__j{i}\".\"__k{i}\" IS NULL)")
             };
             (
@@ -558,8 +564,11 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         }
     }
     let from = chain(base, &plan.joins);
+    // The reason is built only for rejected rows; the rule's CASE is
+    // evaluated once (common subexpression) for both columns.
     let query = format!(
-        "SELECT {cols}, CASE {rules} END AS \"_reject_rule\", CASE {reasons} END AS \"_reject_reason\"
+        "SELECT {cols}, CASE {rules} END AS \"_reject_rule\",
+                CASE WHEN (CASE {rules} END) IS NOT NULL THEN CASE {reasons} END END AS \"_reject_reason\"
          FROM {from}",
         cols = cols.join(", "),
         rules = rule_case.join(" "),
