@@ -297,7 +297,7 @@ impl GraceHashJoinExec {
 }
 
 /// `plan` with only the columns `projection` keeps (all when `None`).
-pub(crate) fn project(
+fn project(
     plan: Arc<dyn ExecutionPlan>,
     projection: Option<Vec<usize>>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
