@@ -59,7 +59,7 @@ const SEEDS: (u64, u64, u64, u64) = (0x4752, 0x4143, 0x45, 0x6a6f696e);
 
 /// A hash join that partitions both inputs to disk by key, then joins one
 /// bucket at a time.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct GraceHashJoinExec {
     /// The join each bucket runs (`CollectLeft`), over the whole inputs.
     template: Arc<HashJoinExec>,
@@ -513,14 +513,7 @@ impl ExecutionPlan for GraceHashJoinExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let this = Self {
-            template: Arc::clone(&self.template),
-            buckets: self.buckets,
-            cap: self.cap,
-            properties: Arc::clone(&self.properties),
-            partitioned: Arc::clone(&self.partitioned),
-            metrics: self.metrics.clone(),
-        };
+        let this = self.clone();
         let output_rows: Count = MetricBuilder::new(&self.metrics).output_rows(partition);
         let step = self.properties.partitioning.partition_count();
         let schema = self.schema();

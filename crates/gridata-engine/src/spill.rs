@@ -155,7 +155,7 @@ impl PhysicalOptimizerRule for LargeJoins {
             let Some(hj) = node.as_any().downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(node));
             };
-            if !convertible(hj)? {
+            if !convertible(hj) {
                 return Ok(Transformed::no(node));
             }
             if broadcastable(hj, self.broadcast_bytes) {
@@ -343,11 +343,11 @@ fn compact(batch: RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-fn convertible(hj: &HashJoinExec) -> Result<bool> {
-    Ok(*hj.partition_mode() == PartitionMode::Partitioned
+fn convertible(hj: &HashJoinExec) -> bool {
+    *hj.partition_mode() == PartitionMode::Partitioned
         && !hj.null_aware
         && hj.fetch().is_none()
-        && !matches!(hj.join_type(), JoinType::LeftMark | JoinType::RightMark))
+        && !matches!(hj.join_type(), JoinType::LeftMark | JoinType::RightMark)
 }
 
 /// Hash-table bytes a build row costs besides its values (DataFusion's
