@@ -20,6 +20,7 @@ pub mod mask;
 mod ops;
 mod provider;
 mod session;
+pub mod skip;
 mod spill;
 pub mod timetravel;
 

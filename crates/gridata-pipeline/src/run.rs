@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use datafusion::catalog::TableProvider;
 use datafusion::prelude::{DataFrame, ParquetReadOptions};
 use gridata_core::{Clock, TableName, Zone};
+use gridata_engine::skip::{self, SkipLinesTable, SkippedLines};
 use gridata_engine::{Engine, LakeTableProvider};
 use gridata_lake::{CommitRequest, Lake};
 use gridata_metadata::ColumnLineage;
@@ -142,6 +143,37 @@ impl TaskResult {
         e.rows_rejected += rejected;
         e.rows_written += written;
     }
+}
+
+/// Where a task's output rows are kept: a staged Parquet file, less the
+/// source lines of the rows in some quarantine files. A resumed run reads
+/// it back from this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedOutput {
+    /// The staged Parquet file.
+    pub file: String,
+    /// Quarantine files (with `_source_file` and `_source_line`) whose
+    /// rows are left out of `file`.
+    pub without: Vec<String>,
+}
+
+impl StagedOutput {
+    /// All the rows of `file`.
+    pub fn file(file: &str) -> Self {
+        Self {
+            file: file.to_string(),
+            without: Vec::new(),
+        }
+    }
+}
+
+/// A task input whose rows are staged.
+#[derive(Debug, Clone)]
+pub struct StagedInput {
+    /// Where the rows are kept.
+    pub output: StagedOutput,
+    /// The source lines left out of `output.file`, when some are.
+    pub skipped: Option<Arc<SkippedLines>>,
 }
 
 /// A staged table write waiting for its checks.
@@ -355,11 +387,21 @@ struct Shared {
     clock: Arc<dyn Clock>,
     home: PathBuf,
     outputs: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
-    output_files: Mutex<HashMap<String, String>>,
+    output_files: Mutex<HashMap<String, StagedOutput>>,
     lineage: Mutex<HashMap<String, ColumnLineage>>,
     staged: Mutex<Vec<StagedWrite>>,
     published: Mutex<Vec<String>>,
-    landed: tokio::sync::Mutex<HashMap<String, crate::landing::Landed>>,
+    landed: Mutex<HashMap<String, Arc<LandedFile>>>,
+}
+
+/// A raw file landed once per run and shared by the tasks that read it.
+#[derive(Default)]
+pub(crate) struct LandedFile {
+    landed: tokio::sync::OnceCell<crate::landing::Landed>,
+    /// The task whose result counts the file's rows read and malformed:
+    /// the first task to read it (again on its retries), not a task that
+    /// only landed it ahead of its readers.
+    counted_by: Mutex<Option<String>>,
 }
 
 /// What a task sees while it runs.
@@ -474,12 +516,18 @@ impl TaskCtx {
     /// Set the task's output, kept in a staged Parquet file so a resumed
     /// run can reload it.
     pub fn set_output_file(&self, provider: Arc<dyn TableProvider>, uri: &str) {
+        self.set_output_staged(provider, StagedOutput::file(uri));
+    }
+
+    /// Set the task's output, kept as `staged` so a resumed run can reload
+    /// it.
+    pub fn set_output_staged(&self, provider: Arc<dyn TableProvider>, staged: StagedOutput) {
         self.set_output(provider);
         self.shared
             .output_files
             .lock()
             .expect("outputs")
-            .insert(self.task_id.clone(), uri.to_string());
+            .insert(self.task_id.clone(), staged);
     }
 
     /// The dataset an input names in lineage: `task:<id>`, a table's
@@ -769,15 +817,85 @@ impl TaskCtx {
         input: &Input,
         result: &mut TaskResult,
     ) -> std::result::Result<DataFrame, TaskError> {
+        Ok(self.input_staged(engine, input, result).await?.0)
+    }
+
+    /// [`Self::input_frame`], and where its rows are staged when they are:
+    /// a landed file, or a task output kept in staged Parquet (possibly
+    /// read without some source lines).
+    pub async fn input_staged(
+        &self,
+        engine: &Engine,
+        input: &Input,
+        result: &mut TaskResult,
+    ) -> std::result::Result<(DataFrame, Option<StagedInput>), TaskError> {
         if let Some(task) = &input.task {
-            return self.task_frame(engine, task);
+            let frame = self.task_frame(engine, task)?;
+            let output = self
+                .shared
+                .output_files
+                .lock()
+                .expect("outputs")
+                .get(task)
+                .cloned();
+            let staged = output.map(|output| {
+                let provider = self
+                    .shared
+                    .outputs
+                    .lock()
+                    .expect("outputs")
+                    .get(task)
+                    .cloned();
+                let skipped = provider.and_then(|p| {
+                    p.as_any()
+                        .downcast_ref::<SkipLinesTable>()
+                        .map(|s| Arc::clone(s.skipped()))
+                });
+                StagedInput { output, skipped }
+            });
+            return Ok((frame, staged));
         }
         if let Some(table) = &input.table {
-            return engine
+            let frame = engine
                 .sql(&format!("SELECT * FROM {table}"))
                 .await
-                .map_err(|e| TaskError::fatal(format!("table {table}: {e}")));
+                .map_err(|e| TaskError::fatal(format!("table {table}: {e}")))?;
+            return Ok((frame, None));
         }
+        let (label, file) = self.land_input(input).await?;
+        let l = file.landed.get().expect("landed");
+        let counts = {
+            let mut counted_by = file.counted_by.lock().expect("counted");
+            let mine = counted_by.as_ref().is_none_or(|t| *t == self.task_id);
+            *counted_by = Some(counted_by.take().unwrap_or_else(|| self.task_id.clone()));
+            mine
+        };
+        if counts {
+            result.add_file(&label, l.rows_read, l.rows_rejected, 0);
+            result.rows.rows_in += l.rows_read;
+            result.rows.rows_rejected += l.rows_rejected;
+        }
+        let provider = self.parquet_view(engine, &l.staged).await?;
+        let frame = engine
+            .context()
+            .read_table(provider)
+            .map_err(TaskError::fatal)?;
+        let staged = StagedInput {
+            output: StagedOutput::file(&l.staged),
+            skipped: None,
+        };
+        Ok((frame, Some(staged)))
+    }
+}
+
+impl TaskCtx {
+    /// Lands a file input as staged Parquet, once per run: a file two
+    /// tasks read (or a `validate_file` landed ahead of its readers) is
+    /// parsed once. Returns the rows' `_source_file` label and the landing.
+    pub(crate) async fn land_input(
+        &self,
+        input: &Input,
+    ) -> std::result::Result<(String, Arc<LandedFile>), TaskError> {
         let Some(file) = &input.file else {
             return Err(TaskError::fatal("input names no task, table or file"));
         };
@@ -795,11 +913,14 @@ impl TaskCtx {
         // Rows are labelled with the file's URI in its zone, also when it
         // is read back from the archive.
         let label = self.storage().uri(zone.zone(), &rel);
-        let mut landed = self.shared.landed.lock().await;
-        let l = match landed.get(&label) {
-            Some(l) => l.clone(),
-            None => {
-                let n = landed.len();
+        let (n, entry) = {
+            let mut landed = self.shared.landed.lock().expect("landed");
+            let n = landed.len();
+            (n, Arc::clone(landed.entry(label.clone()).or_default()))
+        };
+        entry
+            .landed
+            .get_or_try_init(|| async {
                 let target = LandTarget {
                     staged: self.staging_uri(&format!("landed-{n}.parquet")),
                     rejected: self.rejected_uri(&format!("malformed-{n}.parquet")),
@@ -813,19 +934,41 @@ impl TaskCtx {
                     "read {}: {} rows, {} malformed line(s) quarantined",
                     uri, l.rows_read, l.rows_rejected
                 ));
-                result.add_file(&label, l.rows_read, l.rows_rejected, 0);
-                result.rows.rows_in += l.rows_read;
-                result.rows.rows_rejected += l.rows_rejected;
-                landed.insert(label.clone(), l.clone());
-                l
+                Ok::<_, TaskError>(l)
+            })
+            .await?;
+        Ok((label, entry))
+    }
+
+    /// The file inputs of the tasks downstream of this one that read the
+    /// file `rel` of `zone`.
+    pub(crate) fn downstream_readers(
+        &self,
+        zone: ZoneName,
+        rel: &str,
+    ) -> std::result::Result<Vec<Input>, TaskError> {
+        let loaded = &self.shared.pipeline;
+        let mut found = Vec::new();
+        for id in loaded.downstream(&self.task_id) {
+            let Some(task) = loaded.pipeline.tasks.iter().find(|t| t.id == id) else {
+                continue;
+            };
+            let kind = task.kind();
+            let inputs: Vec<&Input> = match &kind {
+                TaskKind::ValidateRows(v) => vec![&v.input],
+                TaskKind::Sql(q) => q.inputs.values().collect(),
+                _ => continue,
+            };
+            for input in inputs {
+                if let Some(f) = &input.file
+                    && input.zone.unwrap_or(ZoneName::Raw) == zone
+                    && self.render(f)? == rel
+                {
+                    found.push(input.clone());
+                }
             }
-        };
-        drop(landed);
-        let provider = self.parquet_view(engine, &l.staged).await?;
-        engine
-            .context()
-            .read_table(provider)
-            .map_err(TaskError::fatal)
+        }
+        Ok(found)
     }
 }
 
@@ -856,6 +999,49 @@ enum Outcome {
 }
 
 impl Runner {
+    /// A staged output read back, or `None` when one of its files is gone.
+    async fn reload(&self, staged: &StagedOutput) -> Result<Option<Arc<dyn TableProvider>>> {
+        let storage = self.lake.storage();
+        for uri in std::iter::once(&staged.file).chain(&staged.without) {
+            if !storage.exists(uri).await.unwrap_or(false) {
+                return Ok(None);
+            }
+        }
+        let engine = Engine::new(self.lake.clone())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let read = |uri: String| {
+            let ctx = engine.context().clone();
+            async move {
+                ctx.read_parquet(uri.as_str(), ParquetReadOptions::default())
+                    .await
+                    .map_err(|e| Error::Internal(format!("{uri}: {e}")))
+            }
+        };
+        let base = read(staged.file.clone()).await?.into_view();
+        if staged.without.is_empty() {
+            return Ok(Some(base));
+        }
+        let mut skipped = SkippedLines::default();
+        for uri in &staged.without {
+            let batches = read(uri.clone())
+                .await?
+                .select_columns(&[skip::SOURCE_FILE, skip::SOURCE_LINE])
+                .map_err(|e| Error::Internal(format!("{uri}: {e}")))?
+                .collect()
+                .await
+                .map_err(|e| Error::Internal(format!("{uri}: {e}")))?;
+            for b in batches {
+                skipped
+                    .insert_rows(b.column(0), b.column(1))
+                    .map_err(|e| Error::Internal(format!("{uri}: {e}")))?;
+            }
+        }
+        let table = SkipLinesTable::try_new(base, Arc::new(skipped))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Some(Arc::new(table)))
+    }
+
     /// A runner over a lake and a state store.
     pub fn new(lake: Lake, state: Arc<dyn Store>, clock: Arc<dyn Clock>, home: PathBuf) -> Self {
         Self {
@@ -970,7 +1156,7 @@ impl Runner {
             lineage: Mutex::new(HashMap::new()),
             staged: Mutex::new(Vec::new()),
             published: Mutex::new(Vec::new()),
-            landed: tokio::sync::Mutex::new(HashMap::new()),
+            landed: Mutex::new(HashMap::new()),
         });
         if record.state != RunState::Running {
             self.state
@@ -1486,29 +1672,38 @@ impl Runner {
                 {
                     continue;
                 }
-                let file = records
+                let staged = records
                     .get(&t.id)
                     .and_then(|r| r.output.as_deref())
                     .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
-                    .and_then(|v| v.get("staged_output")?.as_str().map(String::from));
-                let restored = match file {
-                    Some(uri) if self.lake.storage().exists(&uri).await.unwrap_or(false) => {
-                        let engine = Engine::new(self.lake.clone())
-                            .await
-                            .map_err(|e| Error::Internal(e.to_string()))?;
-                        let df = engine
-                            .context()
-                            .read_parquet(uri.as_str(), ParquetReadOptions::default())
-                            .await
-                            .map_err(|e| Error::Internal(format!("{uri}: {e}")))?;
-                        shared
-                            .outputs
-                            .lock()
-                            .expect("outputs")
-                            .insert(t.id.clone(), df.into_view());
-                        true
-                    }
-                    _ => false,
+                    .and_then(|v| {
+                        let file = v.get("staged_output")?.as_str()?.to_string();
+                        let without = v
+                            .get("staged_without")
+                            .and_then(|w| w.as_array())
+                            .map(|w| w.iter().filter_map(|u| Some(u.as_str()?.to_string())))
+                            .map(Iterator::collect)
+                            .unwrap_or_default();
+                        Some(StagedOutput { file, without })
+                    });
+                let restored = match staged {
+                    Some(staged) => match self.reload(&staged).await? {
+                        Some(provider) => {
+                            shared
+                                .outputs
+                                .lock()
+                                .expect("outputs")
+                                .insert(t.id.clone(), provider);
+                            shared
+                                .output_files
+                                .lock()
+                                .expect("outputs")
+                                .insert(t.id.clone(), staged);
+                            true
+                        }
+                        None => false,
+                    },
+                    None => false,
                 };
                 if !restored {
                     states.insert(t.id.clone(), TaskState::Queued);
@@ -1796,10 +1991,13 @@ impl Runner {
             let end = self.clock.now_ms();
             match outcome {
                 Ok(mut result) => {
-                    if let Some(uri) = shared.output_files.lock().expect("outputs").get(&task.id)
+                    if let Some(staged) = shared.output_files.lock().expect("outputs").get(&task.id)
                         && let Some(o) = result.output.as_object_mut()
                     {
-                        o.insert("staged_output".into(), uri.clone().into());
+                        o.insert("staged_output".into(), staged.file.clone().into());
+                        if !staged.without.is_empty() {
+                            o.insert("staged_without".into(), staged.without.clone().into());
+                        }
                     }
                     let files: Vec<FileCounts> = result.files.values().cloned().collect();
                     let record = async {

@@ -225,6 +225,15 @@ async fn a_run_killed_anywhere_resumes_without_losing_or_duplicating_rows() {
     let clean = run(&env, orders.clone(), "2026-11-20").await;
     assert_eq!(clean.run.state, RunState::Success);
     assert_eq!(dump().await, after_resume);
+    // Killed after the row checks: their outputs (staged files read without
+    // the quarantined lines) are read back, not checked again.
+    let s = interrupted_then_resumed(&env, orders.clone(), "2026-11-20", "check_item_orders").await;
+    for f in &s.files {
+        assert_eq!(f.rows_read, f.rows_written + f.rows_rejected, "{f:?}");
+    }
+    let checks = s.tasks.iter().filter(|t| t.task_id.starts_with("check_"));
+    assert!(checks.clone().count() == 3 && checks.clone().all(|t| t.attempts == 1));
+    assert_eq!(dump().await, after_resume);
     // Killed after the raw files were archived: the resumed run finishes.
     interrupted_then_resumed(&env, orders, "2026-11-20", "archive").await;
     assert_eq!(dump().await, after_resume);

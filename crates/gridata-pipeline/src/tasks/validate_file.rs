@@ -6,6 +6,9 @@
 //! to parse is a type mismatch). A failing file moves to
 //! `rejected/<pipeline>/<run>/files/` with a `.reason.json` beside it, and
 //! the task fails without retrying.
+//!
+//! A valid file that a task downstream reads is landed here (once per
+//! run); its rows are counted by the first task that reads them.
 
 use gridata_storage::object_store::ObjectStoreExt;
 use schemars::JsonSchema;
@@ -94,6 +97,11 @@ pub(crate) async fn run(cfg: &ValidateFile, ctx: &TaskCtx) -> Result<TaskResult,
     let problems = check(cfg, ctx, &uri, format).await?;
     if problems.is_empty() {
         ctx.log(format!("{uri}: ok"));
+        // A task downstream reads the file: land it now, beside the other
+        // tasks that run before that reader, rather than on its path.
+        if let Some(input) = ctx.downstream_readers(cfg.zone, &rel)?.first() {
+            ctx.land_input(input).await?;
+        }
         return Ok(TaskResult::with_output(
             serde_json::json!({ "file": uri, "valid": true }),
         ));

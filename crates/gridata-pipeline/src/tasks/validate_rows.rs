@@ -2,7 +2,11 @@
 //! order; the first rule it fails quarantines it to
 //! `rejected/<pipeline>/<run>/<task>/rows.parquet` with `_reject_rule`,
 //! `_reject_reason`, its `_source_file`/`_source_line` and `_run_id`.
-//! Rows that pass are staged and become the task's output.
+//! Rows that pass become the task's output. When the input is staged
+//! Parquet with source lines (a landed file, or an earlier check's
+//! output), they are not copied: the output is that file read without the
+//! quarantined rows' lines (`gridata_engine::skip`). Otherwise they are
+//! staged to a file of their own.
 //!
 //! With source lines, each key rule (`unique`, `exists_in`) first finds the
 //! rows it fails from a narrow projection (file, line, keys): an anti join
@@ -28,7 +32,8 @@ mod verdicts;
 
 use crate::landing::{ParquetOut, ValueType};
 use crate::model::Input;
-use crate::run::{TaskCtx, TaskError, TaskResult, quote_ident, quote_str};
+use crate::run::{StagedOutput, TaskCtx, TaskError, TaskResult, quote_ident, quote_str};
+use gridata_engine::skip::{SkipLinesTable, SkippedLines};
 
 /// Settings of a `validate_rows` task.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -266,10 +271,16 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             .map_err(TaskError::fatal)?;
     }
     let mut result = TaskResult::default();
-    let df = ctx.input_frame(&engine, &cfg.input, &mut result).await?;
+    let (df, staged_input) = ctx.input_staged(&engine, &cfg.input, &mut result).await?;
     let input_schema = df.schema().as_arrow().clone();
     let has_lines = input_schema.field_with_name("_source_line").is_ok();
     let has_file = input_schema.field_with_name("_source_file").is_ok();
+    // Staged rows with source lines are not copied: the accepted rows are
+    // the staged file read without the rejected rows' lines.
+    let skipping = match staged_input {
+        Some(s) if has_lines && has_file => Some(s),
+        _ => None,
+    };
     engine
         .register("__input", df.into_view())
         .map_err(TaskError::fatal)?;
@@ -612,8 +623,14 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
 
     let staged_uri = ctx.staging_uri("accepted.parquet");
     let rejected_uri = ctx.rejected_uri("rows.parquet");
-    let mut good =
-        ParquetOut::create(&staged_uri, good_schema.clone()).map_err(TaskError::fatal)?;
+    let mut good = match skipping {
+        Some(_) => None,
+        None => {
+            Some(ParquetOut::create(&staged_uri, good_schema.clone()).map_err(TaskError::fatal)?)
+        }
+    };
+    let mut rejected_lines = SkippedLines::default();
+    let line_idx = good_schema.index_of("_source_line").ok();
     let mut bad: Option<ParquetOut> = None;
     let mut per_file: HashMap<String, (u64, u64)> = HashMap::new();
     let ncols = good_schema.fields().len();
@@ -635,14 +652,16 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                 e.1 += bad;
             }
         }
-        let data = conform(
-            &batch
-                .project(&(0..ncols).collect::<Vec<_>>())
-                .map_err(TaskError::fatal)?,
-            &good_schema,
-        )?;
-        good.write(&filter_record_batch(&data, &accepted).map_err(TaskError::fatal)?)
-            .map_err(TaskError::fatal)?;
+        if let Some(good) = good.as_mut() {
+            let data = conform(
+                &batch
+                    .project(&(0..ncols).collect::<Vec<_>>())
+                    .map_err(TaskError::fatal)?,
+                &good_schema,
+            )?;
+            good.write(&filter_record_batch(&data, &accepted).map_err(TaskError::fatal)?)
+                .map_err(TaskError::fatal)?;
+        }
         let nbad = rejected.true_count();
         if nbad > 0 {
             rows_bad += nbad as u64;
@@ -650,6 +669,13 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                 .project(&(0..ncols + 2).collect::<Vec<_>>())
                 .map_err(TaskError::fatal)?;
             let sel = filter_record_batch(&with_reason, &rejected).map_err(TaskError::fatal)?;
+            if good.is_none()
+                && let (Some(f), Some(l)) = (file_idx, line_idx)
+            {
+                rejected_lines
+                    .insert_rows(sel.column(f), sel.column(l))
+                    .map_err(|e| TaskError::fatal(format!("row rules: {e}")))?;
+            }
             let n = sel.num_rows();
             let mut cols: Vec<arrow::array::ArrayRef> = Vec::with_capacity(ncols + 4);
             for (i, f) in bad_schema.fields().iter().enumerate().take(ncols + 2) {
@@ -684,12 +710,16 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         "row rules plan, executed"
     );
     let storage = ctx.storage();
-    let (staged, rows_good) = good
-        .close()
-        .map_err(TaskError::fatal)?
-        .upload(storage)
-        .await
-        .map_err(TaskError::retryable)?;
+    let written = match good {
+        Some(good) => Some(
+            good.close()
+                .map_err(TaskError::fatal)?
+                .upload(storage)
+                .await
+                .map_err(TaskError::retryable)?,
+        ),
+        None => None,
+    };
     let rejected_file = match bad {
         Some(b) => Some(
             b.close()
@@ -700,6 +730,10 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
                 .0,
         ),
         None => None,
+    };
+    let rows_good = match &written {
+        Some((_, rows)) => *rows,
+        None => rows_in - rows_bad,
     };
     debug_assert_eq!(rows_in, rows_good + rows_bad);
     ctx.log(format!(
@@ -716,7 +750,27 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         .sql("SET datafusion.execution.collect_statistics = true")
         .await
         .map_err(TaskError::fatal)?;
-    let provider = ctx.parquet_view(&engine, &staged).await?;
+    let input_skipped = skipping.as_ref().and_then(|s| s.skipped.clone());
+    let staged = match (written, skipping) {
+        (Some((file, _)), _) => StagedOutput::file(&file),
+        (None, Some(input)) => {
+            let mut without = input.output.without;
+            without.extend(rejected_file.clone());
+            StagedOutput {
+                file: input.output.file,
+                without,
+            }
+        }
+        (None, None) => unreachable!("rows are either written or skipped"),
+    };
+    let mut provider = ctx.parquet_view(&engine, &staged.file).await?;
+    if !staged.without.is_empty() {
+        let mut skipped = input_skipped.map(|s| (*s).clone()).unwrap_or_default();
+        skipped.union(&rejected_lines);
+        provider = Arc::new(
+            SkipLinesTable::try_new(provider, Arc::new(skipped)).map_err(TaskError::fatal)?,
+        );
+    }
     let columns: Vec<String> = provider
         .schema()
         .fields()
@@ -724,7 +778,7 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         .map(|f| f.name().clone())
         .collect();
     ctx.set_lineage(rule_lineage(cfg, &columns));
-    ctx.set_output_file(provider, &staged);
+    ctx.set_output_staged(provider, staged.clone());
     // Lines quarantined while landing a raw input count as rows in too.
     let malformed = result.rows.rows_rejected;
     result.rows.rows_in = rows_in + malformed;
@@ -734,7 +788,8 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         result.add_file(&file, 0, rejected, 0);
     }
     result.output = serde_json::json!({
-        "accepted": staged,
+        "accepted": staged.file,
+        "accepted_without": staged.without,
         "rejected": rejected_file,
     });
     Ok(result)
