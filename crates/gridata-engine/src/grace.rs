@@ -38,13 +38,16 @@ use datafusion::execution::disk_manager::RefCountedTempFile;
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::JoinType;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode, SortMergeJoinExec};
 use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, SpillMetrics,
 };
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -66,6 +69,9 @@ pub(crate) struct GraceHashJoinExec {
     buckets: usize,
     /// What one bucket's build side may hold before it is sort-merged.
     cap: usize,
+    /// How each side (left, right) is partitioned when it aggregates by
+    /// the join keys: see [`Regroup`].
+    regroup: (Option<Arc<Regroup>>, Option<Arc<Regroup>>),
     properties: Arc<PlanProperties>,
     partitioned: Arc<OnceCell<Result<Arc<Partitioned>, Arc<DataFusionError>>>>,
     metrics: ExecutionPlanMetricsSet,
@@ -108,10 +114,20 @@ impl GraceHashJoinExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
+        let (left_keys, right_keys): (Vec<_>, Vec<_>) = template
+            .on()
+            .iter()
+            .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
+            .unzip();
+        let regroup = (
+            Regroup::find(template.left(), &left_keys).map(Arc::new),
+            Regroup::find(template.right(), &right_keys).map(Arc::new),
+        );
         Ok(Self {
             template,
             buckets: buckets.max(1),
             cap,
+            regroup,
             properties,
             partitioned: Arc::default(),
             metrics: ExecutionPlanMetricsSet::new(),
@@ -150,13 +166,22 @@ impl GraceHashJoinExec {
             .iter()
             .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
             .unzip();
-        let left_spill = spill(self.left());
-        let right_spill = spill(self.right());
+        // A side that aggregates by the keys is partitioned before its
+        // aggregate (see `Regroup`).
+        let rows =
+            |side: &Arc<dyn ExecutionPlan>, keys, regroup: &Option<Arc<Regroup>>| match regroup {
+                Some(r) => (Arc::clone(&r.input), r.keys.clone()),
+                None => (Arc::clone(side), keys),
+            };
+        let (left_rows, left_keys) = rows(self.left(), left_keys, &self.regroup.0);
+        let (right_rows, right_keys) = rows(self.right(), right_keys, &self.regroup.1);
+        let left_spill = spill(&left_rows);
+        let right_spill = spill(&right_rows);
         let left = self
-            .partition_side(self.left(), left_keys, &left_spill, context)
+            .partition_side(&left_rows, left_keys, &left_spill, context)
             .await?;
         let right = self
-            .partition_side(self.right(), right_keys, &right_spill, context)
+            .partition_side(&right_rows, right_keys, &right_spill, context)
             .await?;
         Ok(Arc::new(Partitioned {
             left,
@@ -211,14 +236,16 @@ impl GraceHashJoinExec {
         if produces_nothing(self.template.join_type(), left.rows == 0, right.rows == 0) {
             return Ok(None);
         }
-        let left_scan: Arc<dyn ExecutionPlan> = Arc::new(SpillScanExec::new(
-            left.files.clone(),
-            parts.left_spill.clone(),
-        ));
-        let right_scan: Arc<dyn ExecutionPlan> = Arc::new(SpillScanExec::new(
-            right.files.clone(),
-            parts.right_spill.clone(),
-        ));
+        let scan = |b: &Bucket, spill: &SpillManager, regroup: &Option<Arc<Regroup>>| {
+            let rows: Arc<dyn ExecutionPlan> =
+                Arc::new(SpillScanExec::new(b.files.clone(), spill.clone()));
+            match regroup {
+                Some(r) => r.over(rows),
+                None => Ok(rows),
+            }
+        };
+        let left_scan = scan(left, &parts.left_spill, &self.regroup.0)?;
+        let right_scan = scan(right, &parts.right_spill, &self.regroup.1)?;
         // The smaller side is hashed: after phase 1 the sizes are known.
         let swap = right.bytes.saturating_mul(2) < left.bytes;
         let build = if swap { right.bytes } else { left.bytes };
@@ -293,6 +320,104 @@ impl GraceHashJoinExec {
             hj.null_equality(),
         )?);
         project(smj, hj.projection.as_ref().map(|p| p.to_vec()))
+    }
+}
+
+/// A join side that is an aggregate grouped by (at least) the join keys,
+/// possibly under projections: `Projection* <- Final(Partitioned)
+/// aggregate <- Repartition* <- Partial aggregate <- input`.
+///
+/// Rows with equal group keys have equal join keys, so they land in one
+/// bucket: the side's rows are partitioned before the partial aggregate,
+/// and each bucket is aggregated on its own (`Single` mode) under the same
+/// projections. This replaces the partial aggregate, the repartition and
+/// a final aggregate over every group, which spills under a limit, with
+/// one aggregate per bucket that fits in memory.
+#[derive(Debug)]
+struct Regroup {
+    /// The partial aggregate's input: the rows that are partitioned.
+    input: Arc<dyn ExecutionPlan>,
+    /// The join keys, as expressions over `input`.
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The partial aggregate, whose expressions each bucket's reuses.
+    partial: Arc<dyn ExecutionPlan>,
+    /// The plans above the final aggregate, the side's root first.
+    above: Vec<Arc<dyn ExecutionPlan>>,
+}
+
+impl Regroup {
+    fn find(side: &Arc<dyn ExecutionPlan>, keys: &[Arc<dyn PhysicalExpr>]) -> Option<Self> {
+        let column =
+            |e: &Arc<dyn PhysicalExpr>| e.as_any().downcast_ref::<Column>().map(Column::index);
+        let mut cols: Vec<usize> = keys.iter().map(column).collect::<Option<_>>()?;
+        let mut above = Vec::new();
+        let mut node = Arc::clone(side);
+        while let Some(p) = node.as_any().downcast_ref::<ProjectionExec>() {
+            cols = cols
+                .iter()
+                .map(|&c| column(&p.expr().get(c)?.expr))
+                .collect::<Option<_>>()?;
+            let input = Arc::clone(p.input());
+            above.push(node);
+            node = input;
+        }
+        let last = node.as_any().downcast_ref::<AggregateExec>()?;
+        let groups = last.group_expr();
+        if !matches!(
+            last.mode(),
+            AggregateMode::Final | AggregateMode::FinalPartitioned
+        ) || groups.has_grouping_set()
+            || last.limit_options().is_some()
+            || cols.iter().any(|&c| c >= groups.expr().len())
+        {
+            return None;
+        }
+        let mut below = Arc::clone(last.input());
+        while below.as_any().is::<RepartitionExec>() {
+            below = Arc::clone(below.children()[0]);
+        }
+        let first = below.as_any().downcast_ref::<AggregateExec>()?;
+        if *first.mode() != AggregateMode::Partial
+            || first.group_expr().has_grouping_set()
+            || first.group_expr().expr().len() != groups.expr().len()
+        {
+            return None;
+        }
+        let input = Arc::clone(first.input());
+        let keys: Vec<_> = cols
+            .iter()
+            .map(|&c| Arc::clone(&first.group_expr().expr()[c].0))
+            .collect();
+        let regroup = Self {
+            input,
+            keys,
+            partial: below,
+            above,
+        };
+        // Each bucket's side must look exactly like the side.
+        let probe = regroup.over(Arc::clone(&regroup.input)).ok()?;
+        (probe.schema().fields() == side.schema().fields()).then_some(regroup)
+    }
+
+    /// The side over one bucket's rows of `input`.
+    fn over(&self, rows: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let partial = self
+            .partial
+            .as_any()
+            .downcast_ref::<AggregateExec>()
+            .expect("an aggregate");
+        let mut plan: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
+            AggregateMode::Single,
+            partial.group_expr().clone(),
+            partial.aggr_expr().to_vec(),
+            partial.filter_expr().to_vec(),
+            rows,
+            partial.input_schema(),
+        )?);
+        for node in self.above.iter().rev() {
+            plan = Arc::clone(node).with_new_children(vec![plan])?;
+        }
+        Ok(plan)
     }
 }
 
@@ -469,7 +594,12 @@ impl DisplayAs for GraceHashJoinExec {
         if let Some(filter) = self.template.filter() {
             write!(f, ", filter={}", filter.expression())?;
         }
-        Ok(())
+        match &self.regroup {
+            (Some(_), Some(_)) => write!(f, ", aggregated_per_bucket=both"),
+            (Some(_), None) => write!(f, ", aggregated_per_bucket=left"),
+            (None, Some(_)) => write!(f, ", aggregated_per_bucket=right"),
+            (None, None) => Ok(()),
+        }
     }
 }
 
@@ -746,6 +876,67 @@ mod tests {
     #[tokio::test]
     async fn buckets_too_large_for_a_hash_table_are_sort_merged() {
         every_join_type_under(1 << 10, true).await;
+    }
+
+    /// A side that aggregates by the join key (alone, with another column,
+    /// or with a FILTER clause and under a projection) is aggregated per
+    /// bucket, and every join type returns what the hash join returns.
+    #[tokio::test]
+    async fn an_aggregate_by_the_join_key_is_aggregated_per_bucket() {
+        aggregated_per_bucket_under(256 << 10).await;
+        // Buckets over the cap: the aggregate's output is sort-merged.
+        aggregated_per_bucket_under(1 << 10).await;
+    }
+
+    async fn aggregated_per_bucket_under(budget: usize) {
+        let plain = session_with(false, 0);
+        register(&plain).unwrap();
+        let grace = bounded(budget);
+        register(&grace).unwrap();
+        let sides = [
+            "SELECT k, count(*) AS n, max(v) AS best FROM r GROUP BY k",
+            "SELECT k, k % 3 AS m, count(*) FILTER (WHERE v > 'row-00005') AS n, \
+             min(v) AS best FROM r GROUP BY k, k % 3",
+            "SELECT k, best, x.n + 1 AS n1 FROM \
+             (SELECT k, count(*) AS n, max(v) AS best FROM r GROUP BY k) AS x",
+        ];
+        for side in sides {
+            for join in [
+                "JOIN",
+                "LEFT JOIN",
+                "RIGHT JOIN",
+                "FULL JOIN",
+                "LEFT ANTI JOIN",
+            ] {
+                let cols = if join.contains("ANTI") {
+                    "count(*), count(l.k), min(l.v), max(l.v)"
+                } else {
+                    "count(*), count(l.k), count(a.k), sum(a.n), min(a.best), max(l.v)"
+                };
+                let sql = format!("SELECT {cols} FROM l {join} ({side}) AS a ON l.k = a.k");
+                let sql = sql.replace(
+                    "sum(a.n)",
+                    if side.contains("n1") {
+                        "sum(a.n1)"
+                    } else {
+                        "sum(a.n)"
+                    },
+                );
+                let (want, _, _) = run(&plain, &sql).await.expect(&sql);
+                let (got, shown, _) = run(&grace, &sql).await.unwrap();
+                // The planner may put the aggregate on either side.
+                assert!(shown.contains("aggregated_per_bucket="), "{sql}\n{shown}");
+                assert_eq!(got, want, "{sql}\n{shown}");
+            }
+        }
+        // Grouped by another column than the key: aggregated as planned.
+        let sql = "SELECT count(*), sum(a.n) FROM l JOIN \
+                   (SELECT v, min(k) AS k, count(*) AS n FROM r GROUP BY v) AS a ON l.k = a.k";
+        let (want, _, _) = run(&plain, sql).await.unwrap();
+        let (got, shown, _) = run(&grace, sql).await.unwrap();
+        assert!(shown.contains("GraceHashJoinExec"), "{shown}");
+        assert!(!shown.contains("aggregated_per_bucket"), "{shown}");
+        assert_eq!(got, want);
     }
 
     /// The output's rows as sorted strings.
