@@ -18,13 +18,15 @@
 use std::any::Any;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ahash::RandomState;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::hash_utils::create_hashes;
-use datafusion::common::{Result as DfResult, exec_err};
+use datafusion::common::{DataFusionError, Result as DfResult, exec_err};
+use datafusion::execution::disk_manager::{DiskManager, RefCountedTempFile};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -161,23 +163,145 @@ impl Engine {
     /// The key hashes that occur more than once in `relation` (a table
     /// name or a parenthesised query with an alias), keyed by the SQL
     /// expressions `columns`. Empty when every key is unique.
+    ///
+    /// The hashes are split by their top bits into [`HashRuns`], each
+    /// sorted on its own: eight bytes a row, spilled to disk when the pool
+    /// is short, and no hash table of every key.
     pub async fn repeated_key_hashes(
         &self,
         relation: &str,
         columns: &[String],
     ) -> Result<HashSet<i64>> {
         let sql = format!(
-            "SELECT \"__h\" FROM (SELECT {KEY_HASH_FN}({}) AS \"__h\" FROM {relation}) AS \"__k\" \
-             GROUP BY \"__h\" HAVING COUNT(*) > 1",
+            "SELECT {KEY_HASH_FN}({}) AS \"__h\" FROM {relation}",
             columns.join(", ")
         );
-        let mut stream = self.sql(&sql).await?.execute_stream().await?;
-        let mut found = HashSet::new();
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let col = batch.column(0).as_primitive::<Int64Type>();
-            found.extend(col.iter().flatten());
+        let streams = self.sql(&sql).await?.execute_stream_partitioned().await?;
+        let runtime = self.context().runtime_env();
+        let reservation = MemoryConsumer::new("RepeatedKeyHashes")
+            .with_can_spill(true)
+            .register(&runtime.memory_pool);
+        let runs = Arc::new(Mutex::new(HashRuns::new(
+            reservation,
+            Arc::clone(&runtime.disk_manager),
+        )));
+        let mut tasks = tokio::task::JoinSet::new();
+        for mut stream in streams {
+            let runs = Arc::clone(&runs);
+            tasks.spawn(async move {
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    let col = batch.column(0).as_primitive::<Int64Type>();
+                    runs.lock().expect("runs").add(col.values())?;
+                }
+                Ok::<_, DataFusionError>(())
+            });
         }
+        while let Some(done) = tasks.join_next().await {
+            done.map_err(|e| DataFusionError::External(Box::new(e)))??;
+        }
+        let runs = Arc::into_inner(runs)
+            .expect("every task joined")
+            .into_inner()
+            .expect("runs");
+        let found = tokio::task::spawn_blocking(move || runs.repeated())
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        Ok(found)
+    }
+}
+
+/// Buckets of [`HashRuns`], by a hash's top bits.
+const RUNS: usize = 256;
+
+/// Key hashes split into [`RUNS`] buckets by their top bits; a bucket
+/// spills to a file of its own when the pool has no room.
+///
+/// Invariant: every hash added is in exactly one bucket, in memory or in
+/// its file, so a hash that repeats repeats within one bucket.
+struct HashRuns {
+    memory: Vec<Vec<i64>>,
+    files: Vec<Option<(RefCountedTempFile, std::io::BufWriter<std::fs::File>)>>,
+    reservation: MemoryReservation,
+    disk: Arc<DiskManager>,
+}
+
+impl HashRuns {
+    fn new(reservation: MemoryReservation, disk: Arc<DiskManager>) -> Self {
+        Self {
+            memory: vec![Vec::new(); RUNS],
+            files: (0..RUNS).map(|_| None).collect(),
+            reservation,
+            disk,
+        }
+    }
+
+    fn bucket(h: i64) -> usize {
+        // Hashes are 63-bit and non-negative: bits 55..63 pick the bucket.
+        ((h as u64) >> 55) as usize % RUNS
+    }
+
+    fn add(&mut self, hashes: &[i64]) -> DfResult<()> {
+        // Vectors grow by doubling: reserve for the slack too.
+        let need = hashes.len() * 16;
+        if self.reservation.try_grow(need).is_err() {
+            self.spill()?;
+            self.reservation.try_grow(need)?;
+        }
+        for &h in hashes {
+            self.memory[Self::bucket(h)].push(h);
+        }
+        Ok(())
+    }
+
+    /// Appends every bucket in memory to its file.
+    fn spill(&mut self) -> DfResult<()> {
+        use std::io::Write;
+        for (run, file) in self.memory.iter_mut().zip(&mut self.files) {
+            if run.is_empty() {
+                continue;
+            }
+            if file.is_none() {
+                let tmp = self.disk.create_tmp_file("repeated key hashes")?;
+                let f = std::fs::OpenOptions::new().append(true).open(tmp.path())?;
+                *file = Some((tmp, std::io::BufWriter::new(f)));
+            }
+            let (_, out) = file.as_mut().expect("created");
+            for h in run.iter() {
+                out.write_all(&h.to_le_bytes())?;
+            }
+            *run = Vec::new();
+        }
+        for (tmp, out) in self.files.iter_mut().flatten() {
+            out.flush()?;
+            tmp.update_disk_usage()?;
+        }
+        self.reservation.free();
+        Ok(())
+    }
+
+    /// The hashes seen more than once: each bucket sorted on its own.
+    fn repeated(mut self) -> DfResult<HashSet<i64>> {
+        let mut found = HashSet::new();
+        for (run, file) in self.memory.iter_mut().zip(&mut self.files) {
+            let mut run = std::mem::take(run);
+            if let Some((tmp, out)) = file.take() {
+                drop(out);
+                let bytes = std::fs::read(tmp.path())?;
+                run.extend(
+                    bytes
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))),
+                );
+            }
+            run.sort_unstable();
+            for w in run.windows(2) {
+                if w[0] == w[1] {
+                    found.insert(w[0]);
+                }
+            }
+        }
+        self.reservation.free();
         Ok(found)
     }
 }
@@ -190,6 +314,43 @@ mod tests {
     fn hashes(arrays: Vec<ArrayRef>) -> Vec<i64> {
         let args: Vec<ColumnarValue> = arrays.into_iter().map(ColumnarValue::Array).collect();
         hash_rows(&args).unwrap()
+    }
+
+    /// Under a pool too small for the hashes, the runs spill and still
+    /// find exactly the repeated ones.
+    #[test]
+    fn hash_runs_find_the_repeats_in_memory_and_spilled() {
+        use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        for (size, spills) in [(1usize << 30, false), (64 << 10, true)] {
+            let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(size));
+            let env = RuntimeEnvBuilder::new()
+                .with_memory_pool(Arc::clone(&pool))
+                .build()
+                .unwrap();
+            let reservation = MemoryConsumer::new("test").register(&pool);
+            let mut runs = HashRuns::new(reservation, Arc::clone(&env.disk_manager));
+            // 0..50_000 spread over the 63-bit range; every 7th twice, 21st thrice.
+            let spread = |i: i64| (i * 0x0000_9e37_79b9_7f4b) & i64::MAX;
+            let mut want = HashSet::new();
+            for chunk in (0..50_000i64).collect::<Vec<_>>().chunks(1_000) {
+                let mut hashes: Vec<i64> = chunk.iter().map(|&i| spread(i)).collect();
+                for &i in chunk {
+                    if i % 7 == 0 {
+                        hashes.push(spread(i));
+                        want.insert(spread(i));
+                    }
+                    if i % 21 == 0 {
+                        hashes.push(spread(i));
+                    }
+                }
+                runs.add(&hashes).unwrap();
+            }
+            let spilled = runs.files.iter().flatten().count();
+            assert_eq!(spilled > 0, spills, "pool of {size} bytes");
+            assert_eq!(runs.repeated().unwrap(), want);
+            assert_eq!(pool.reserved(), 0);
+        }
     }
 
     #[test]

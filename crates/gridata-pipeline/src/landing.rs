@@ -288,8 +288,19 @@ pub struct ParquetOut {
 const QUEUE: usize = 2;
 
 impl ParquetOut {
-    /// Start a file at `uri` with `schema`.
+    /// Start a staged file at `uri` with `schema`: LZ4, which a run's
+    /// tasks read several times and which is deleted after the run.
     pub fn create(uri: &str, schema: SchemaRef) -> Result<Self, String> {
+        Self::create_with(uri, schema, Compression::LZ4_RAW)
+    }
+
+    /// Start a file kept after the run (a quarantine file): ZSTD.
+    pub fn create_kept(uri: &str, schema: SchemaRef) -> Result<Self, String> {
+        let zstd = Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1"));
+        Self::create_with(uri, schema, zstd)
+    }
+
+    fn create_with(uri: &str, schema: SchemaRef, codec: Compression) -> Result<Self, String> {
         let local = match uri.strip_prefix("file://") {
             Some(p) => {
                 let p = PathBuf::from(percent_decode(p));
@@ -306,7 +317,7 @@ impl ParquetOut {
         };
         let file = std::fs::File::create(local.path()).map_err(|e| format!("{uri}: {e}"))?;
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1")))
+            .set_compression(codec)
             .set_dictionary_page_size_limit(gridata_lake::STAGED_DICT_SIZE)
             .build();
         let mut writer =
@@ -506,7 +517,7 @@ impl Rejects {
             return Ok(());
         }
         if self.out.is_none() {
-            self.out = Some(ParquetOut::create(&self.uri, malformed_schema())?);
+            self.out = Some(ParquetOut::create_kept(&self.uri, malformed_schema())?);
         }
         let rows = std::mem::take(&mut self.rows);
         let n = rows.len();

@@ -694,7 +694,7 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             let out = RecordBatch::try_new(bad_schema.clone(), cols).map_err(TaskError::fatal)?;
             if bad.is_none() {
                 bad = Some(
-                    ParquetOut::create(&rejected_uri, bad_schema.clone())
+                    ParquetOut::create_kept(&rejected_uri, bad_schema.clone())
                         .map_err(TaskError::fatal)?,
                 );
             }
