@@ -820,9 +820,9 @@ impl TaskCtx {
         Ok(self.input_staged(engine, input, result).await?.0)
     }
 
-    /// [`Self::input_frame`], and where its rows are staged when they are:
-    /// a landed file, or a task output kept in staged Parquet (possibly
-    /// read without some source lines).
+    /// [`Self::input_frame`], and where its rows are staged when each
+    /// `(_source_file, _source_line)` names one of them: a landed file, or
+    /// a `validate_rows` output (possibly read without some lines).
     pub async fn input_staged(
         &self,
         engine: &Engine,
@@ -831,12 +831,22 @@ impl TaskCtx {
     ) -> std::result::Result<(DataFrame, Option<StagedInput>), TaskError> {
         if let Some(task) = &input.task {
             let frame = self.task_frame(engine, task)?;
+            // Only a row check's output is known to keep one row per source
+            // line; an SQL output may repeat or invent them.
+            let checked = self
+                .shared
+                .pipeline
+                .pipeline
+                .tasks
+                .iter()
+                .any(|t| t.id == *task && matches!(t.kind(), TaskKind::ValidateRows(_)));
             let output = self
                 .shared
                 .output_files
                 .lock()
                 .expect("outputs")
                 .get(task)
+                .filter(|_| checked)
                 .cloned();
             let staged = output.map(|output| {
                 let provider = self

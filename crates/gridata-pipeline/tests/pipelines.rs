@@ -785,3 +785,39 @@ tasks:
         ]
     );
 }
+
+/// An SQL output may repeat a source line (a join fans rows out): a row
+/// check over it stages its accepted rows rather than reading the SQL output
+/// without the rejected lines, which would drop the passing twin too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_over_repeated_source_lines_keeps_every_passing_row() {
+    let env = env().await;
+    let p = pipeline(
+        "fanout",
+        r#"
+id: fanout
+tasks:
+  - id: rows
+    sql:
+      materialize: true
+      query: "SELECT * FROM (VALUES (1, 'f', 7), (-1, 'f', 7), (2, 'f', 8)) AS t(v, _source_file, _source_line)"
+  - id: check
+    depends_on: [rows]
+    validate_rows:
+      input: { task: rows }
+      rules:
+        - range: { column: v, min: 0 }
+  - id: write
+    depends_on: [check]
+    write: { input: check, table: demo.fanout, mode: append }
+"#,
+    );
+    let s = run(&env, p, "").await;
+    assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
+    let check = s.tasks.iter().find(|t| t.task_id == "check").unwrap();
+    assert_eq!((check.rows.rows_out, check.rows.rows_rejected), (2, 1), "{check:?}");
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM demo.fanout WHERE v > 0").await,
+        2
+    );
+}
