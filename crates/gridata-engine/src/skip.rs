@@ -78,10 +78,8 @@ impl SkippedLines {
     /// # Errors
     /// Columns of other types, a null line or a negative one.
     pub fn insert_rows(&mut self, files: &ArrayRef, lines: &ArrayRef) -> Result<()> {
-        let files = cast(files, &DataType::Utf8)?;
-        let files = files.as_string::<i32>();
-        let lines = cast(lines, &DataType::Int64)?;
-        let lines = lines.as_primitive::<Int64Type>();
+        let (files, lines) = plain(files, lines)?;
+        let (files, lines) = (files.as_string::<i32>(), lines.as_primitive::<Int64Type>());
         for i in 0..lines.len() {
             if lines.is_null(i) {
                 return exec_err!("a row without a {SOURCE_LINE}");
@@ -117,13 +115,7 @@ impl SkippedLines {
 
     /// Whether `line` of `file` is in the set.
     pub fn contains(&self, file: &str, line: i64) -> bool {
-        let Ok(line) = u64::try_from(line) else {
-            return false;
-        };
-        self.files.get(file).is_some_and(|bits| {
-            bits.get((line / 64) as usize)
-                .is_some_and(|w| w & (1 << (line % 64)) != 0)
-        })
+        self.files.get(file).is_some_and(|bits| has(bits, line))
     }
 
     /// How many lines the set holds.
@@ -138,10 +130,8 @@ impl SkippedLines {
 
     /// For each row, whether it is kept (its line is not in the set).
     fn keep(&self, files: &ArrayRef, lines: &ArrayRef) -> Result<BooleanArray> {
-        let files = cast(files, &DataType::Utf8)?;
-        let files = files.as_string::<i32>();
-        let lines = cast(lines, &DataType::Int64)?;
-        let lines = lines.as_primitive::<Int64Type>();
+        let (files, lines) = plain(files, lines)?;
+        let (files, lines) = (files.as_string::<i32>(), lines.as_primitive::<Int64Type>());
         let mut keep = Vec::with_capacity(lines.len());
         let mut i = 0;
         // Rows of one file come in long runs: look the file up once a run.
@@ -160,20 +150,30 @@ impl SkippedLines {
             }
             match self.files.get(file) {
                 None => keep.extend(std::iter::repeat_n(true, end - i)),
-                Some(bits) => keep.extend((i..end).map(|r| {
-                    lines.is_null(r) || {
-                        let line = lines.value(r);
-                        line < 0
-                            || bits
-                                .get((line as u64 / 64) as usize)
-                                .is_none_or(|w| w & (1 << (line as u64 % 64)) == 0)
-                    }
-                })),
+                Some(bits) => {
+                    keep.extend((i..end).map(|r| lines.is_null(r) || !has(bits, lines.value(r))))
+                }
             }
             i = end;
         }
         Ok(BooleanArray::from(keep))
     }
+}
+
+/// Whether the bitmap `bits` holds `line`.
+fn has(bits: &[u64], line: i64) -> bool {
+    u64::try_from(line).is_ok_and(|line| {
+        bits.get((line / 64) as usize)
+            .is_some_and(|w| w & (1 << (line % 64)) != 0)
+    })
+}
+
+/// File and line columns as `Utf8` and `Int64`.
+fn plain(files: &ArrayRef, lines: &ArrayRef) -> Result<(ArrayRef, ArrayRef)> {
+    Ok((
+        cast(files, &DataType::Utf8)?,
+        cast(lines, &DataType::Int64)?,
+    ))
 }
 
 /// A table read without the rows of some source lines.

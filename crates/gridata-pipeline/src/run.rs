@@ -568,6 +568,15 @@ impl TaskCtx {
         }))
     }
 
+    fn output_provider(&self, task: &str) -> Option<Arc<dyn TableProvider>> {
+        self.shared
+            .outputs
+            .lock()
+            .expect("outputs")
+            .get(task)
+            .cloned()
+    }
+
     /// An upstream task's output as a DataFrame in `engine`.
     pub fn task_frame(
         &self,
@@ -575,12 +584,7 @@ impl TaskCtx {
         task: &str,
     ) -> std::result::Result<DataFrame, TaskError> {
         let provider = self
-            .shared
-            .outputs
-            .lock()
-            .expect("outputs")
-            .get(task)
-            .cloned()
+            .output_provider(task)
             .ok_or_else(|| TaskError::fatal(format!("task '{task}' has no output")))?;
         engine
             .context()
@@ -849,14 +853,7 @@ impl TaskCtx {
                 .filter(|_| checked)
                 .cloned();
             let staged = output.map(|output| {
-                let provider = self
-                    .shared
-                    .outputs
-                    .lock()
-                    .expect("outputs")
-                    .get(task)
-                    .cloned();
-                let skipped = provider.and_then(|p| {
+                let skipped = self.output_provider(task).and_then(|p| {
                     p.as_any()
                         .downcast_ref::<SkipLinesTable>()
                         .map(|s| Arc::clone(s.skipped()))

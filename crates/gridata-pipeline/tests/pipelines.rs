@@ -815,7 +815,11 @@ tasks:
     let s = run(&env, p, "").await;
     assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
     let check = s.tasks.iter().find(|t| t.task_id == "check").unwrap();
-    assert_eq!((check.rows.rows_out, check.rows.rows_rejected), (2, 1), "{check:?}");
+    assert_eq!(
+        (check.rows.rows_out, check.rows.rows_rejected),
+        (2, 1),
+        "{check:?}"
+    );
     assert_eq!(
         count(&env, "SELECT count(*) FROM demo.fanout WHERE v > 0").await,
         2
