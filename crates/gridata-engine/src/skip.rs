@@ -23,10 +23,10 @@ use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
-use datafusion::common::{Result, Statistics, exec_err, plan_err};
+use datafusion::common::{Column, Result, ScalarValue, Statistics, exec_err, plan_err};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, RecordOutput,
@@ -35,12 +35,117 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
 /// The column naming a row's source file.
 pub const SOURCE_FILE: &str = "_source_file";
 /// The column naming a row's line in its source file.
 pub const SOURCE_LINE: &str = "_source_line";
+
+/// The type of a `_source_file` added to a staged file's rows at scan
+/// time: one dictionary value per batch rather than the label per row.
+pub fn source_file_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// Schema metadata of a staged file whose rows all come from one source
+/// file: that file's label, stored once instead of in a column.
+pub const SOURCE_FILE_KEY: &str = "gridata.source_file";
+
+/// A staged Parquet file as a frame. A file labelled by
+/// [`SOURCE_FILE_KEY`] gets its `_source_file` column back, as a constant
+/// placed before `_source_line`.
+///
+/// # Errors
+/// The file cannot be read.
+pub async fn read_staged(ctx: &SessionContext, uri: &str) -> Result<DataFrame> {
+    let df = ctx
+        .read_parquet(uri, ParquetReadOptions::default().skip_metadata(false))
+        .await?;
+    let schema = df.schema().clone();
+    let Some(label) = schema.metadata().get(SOURCE_FILE_KEY) else {
+        return Ok(df);
+    };
+    if schema.has_column_with_unqualified_name(SOURCE_FILE) {
+        return Ok(df);
+    }
+    let mut cols = Vec::with_capacity(schema.fields().len() + 1);
+    for f in schema.fields() {
+        if f.name() == SOURCE_LINE {
+            cols.push(lit(source_file_value(label)).alias(SOURCE_FILE));
+        }
+        cols.push(col(Column::from_name(f.name())));
+    }
+    df.select(cols)
+}
+
+/// `label` as a [`source_file_type`] value.
+pub fn source_file_value(label: &str) -> ScalarValue {
+    ScalarValue::Dictionary(
+        Box::new(DataType::Int32),
+        Box::new(ScalarValue::Utf8(Some(label.to_string()))),
+    )
+}
+
+/// Runs of equal values in a `_source_file` column (any string type, or a
+/// dictionary of one), as (offset, length, file); a null file is `""`.
+/// Rows of one file come in long runs, so work per run costs next to
+/// nothing; a dictionary is compared by key, not by text.
+///
+/// # Errors
+/// A column of another type.
+pub fn file_runs(files: &dyn Array) -> Result<Vec<(usize, usize, &str)>> {
+    fn push<'a>(runs: &mut Vec<(usize, usize, &'a str)>, at: usize, n: usize, f: &'a str) {
+        match runs.last_mut() {
+            Some((_, len, last)) if *last == f => *len += n,
+            _ => runs.push((at, n, f)),
+        }
+    }
+    let mut runs = Vec::new();
+    if let Some(dict) = files.as_any_dictionary_opt() {
+        let value = strings(dict.values().as_ref())?;
+        let keys = dict.normalized_keys();
+        let mut i = 0;
+        while i < keys.len() {
+            let valid = files.is_valid(i);
+            let mut end = i + 1;
+            while end < keys.len() && keys[end] == keys[i] && files.is_valid(end) == valid {
+                end += 1;
+            }
+            let f = if valid { value(keys[i]) } else { None };
+            push(&mut runs, i, end - i, f.unwrap_or(""));
+            i = end;
+        }
+    } else {
+        let value = strings(files)?;
+        for i in 0..files.len() {
+            push(&mut runs, i, 1, value(i).unwrap_or(""));
+        }
+    }
+    Ok(runs)
+}
+
+/// The text of each row of a string column.
+type Strings<'a> = Box<dyn Fn(usize) -> Option<&'a str> + 'a>;
+
+fn strings(a: &dyn Array) -> Result<Strings<'_>> {
+    Ok(match a.data_type() {
+        DataType::Utf8 => {
+            let s = a.as_string::<i32>();
+            Box::new(move |i| s.is_valid(i).then(|| s.value(i)))
+        }
+        DataType::LargeUtf8 => {
+            let s = a.as_string::<i64>();
+            Box::new(move |i| s.is_valid(i).then(|| s.value(i)))
+        }
+        DataType::Utf8View => {
+            let s = a.as_string_view();
+            Box::new(move |i| s.is_valid(i).then(|| s.value(i)))
+        }
+        other => return exec_err!("{SOURCE_FILE} must be text, not {other}"),
+    })
+}
 
 /// A set of `(source file, line)`: one bitmap of lines per file.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -78,18 +183,15 @@ impl SkippedLines {
     /// # Errors
     /// Columns of other types, a null line or a negative one.
     pub fn insert_rows(&mut self, files: &ArrayRef, lines: &ArrayRef) -> Result<()> {
-        let (files, lines) = plain(files, lines)?;
-        let (files, lines) = (files.as_string::<i32>(), lines.as_primitive::<Int64Type>());
-        for i in 0..lines.len() {
-            if lines.is_null(i) {
-                return exec_err!("a row without a {SOURCE_LINE}");
+        let lines = cast(lines, &DataType::Int64)?;
+        let lines = lines.as_primitive::<Int64Type>();
+        for (at, n, file) in file_runs(files.as_ref())? {
+            for i in at..at + n {
+                if lines.is_null(i) {
+                    return exec_err!("a row without a {SOURCE_LINE}");
+                }
+                self.insert(file, lines.value(i))?;
             }
-            let file = if files.is_valid(i) {
-                files.value(i)
-            } else {
-                ""
-            };
-            self.insert(file, lines.value(i))?;
         }
         Ok(())
     }
@@ -130,31 +232,16 @@ impl SkippedLines {
 
     /// For each row, whether it is kept (its line is not in the set).
     fn keep(&self, files: &ArrayRef, lines: &ArrayRef) -> Result<BooleanArray> {
-        let (files, lines) = plain(files, lines)?;
-        let (files, lines) = (files.as_string::<i32>(), lines.as_primitive::<Int64Type>());
+        let lines = cast(lines, &DataType::Int64)?;
+        let lines = lines.as_primitive::<Int64Type>();
         let mut keep = Vec::with_capacity(lines.len());
-        let mut i = 0;
-        // Rows of one file come in long runs: look the file up once a run.
-        while i < lines.len() {
-            let file = if files.is_valid(i) {
-                files.value(i)
-            } else {
-                ""
-            };
-            let mut end = i + 1;
-            while end < lines.len()
-                && files.is_valid(end) == files.is_valid(i)
-                && (files.is_null(end) || files.value(end) == file)
-            {
-                end += 1;
-            }
+        // The file is looked up once a run.
+        for (at, n, file) in file_runs(files.as_ref())? {
             match self.files.get(file) {
-                None => keep.extend(std::iter::repeat_n(true, end - i)),
-                Some(bits) => {
-                    keep.extend((i..end).map(|r| lines.is_null(r) || !has(bits, lines.value(r))))
-                }
+                None => keep.extend(std::iter::repeat_n(true, n)),
+                Some(bits) => keep
+                    .extend((at..at + n).map(|r| lines.is_null(r) || !has(bits, lines.value(r)))),
             }
-            i = end;
         }
         Ok(BooleanArray::from(keep))
     }
@@ -166,14 +253,6 @@ fn has(bits: &[u64], line: i64) -> bool {
         bits.get((line / 64) as usize)
             .is_some_and(|w| w & (1 << (line % 64)) != 0)
     })
-}
-
-/// File and line columns as `Utf8` and `Int64`.
-fn plain(files: &ArrayRef, lines: &ArrayRef) -> Result<(ArrayRef, ArrayRef)> {
-    Ok((
-        cast(files, &DataType::Utf8)?,
-        cast(lines, &DataType::Int64)?,
-    ))
 }
 
 /// A table read without the rows of some source lines.
@@ -399,7 +478,10 @@ impl ExecutionPlan for SkipLinesExec {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::array::{
+        DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    };
+    use datafusion::arrow::datatypes::Int32Type;
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionContext;
@@ -437,6 +519,82 @@ mod tests {
             )
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn file_runs_read_plain_and_dictionary_columns() {
+        let plain = StringArray::from(vec![Some("a"), Some("a"), None, Some("b"), Some("b")]);
+        assert_eq!(
+            file_runs(&plain).unwrap(),
+            [(0, 2, "a"), (2, 1, ""), (3, 2, "b")]
+        );
+        // Keys 0 and 2 both name "a": one run, found by text.
+        let dict = DictionaryArray::<Int32Type>::new(
+            Int32Array::from(vec![Some(0), Some(2), Some(1), None, Some(1)]),
+            Arc::new(StringArray::from(vec!["a", "b", "a"])),
+        );
+        assert_eq!(
+            file_runs(&dict).unwrap(),
+            [(0, 2, "a"), (2, 1, "b"), (3, 1, ""), (4, 1, "b")]
+        );
+        assert!(file_runs(&Int64Array::from(vec![1])).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_labelled_staged_file_reads_back_its_source_file() {
+        use datafusion::parquet::arrow::ArrowWriter;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("landed.parquet");
+        let label = "file:///raw/orders.csv";
+        let schema = Arc::new(Schema::new_with_metadata(
+            vec![
+                Field::new("v", DataType::Utf8, true),
+                Field::new(SOURCE_LINE, DataType::Int64, false),
+            ],
+            HashMap::from([(SOURCE_FILE_KEY.to_string(), label.to_string())]),
+        ));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "c"])),
+                Arc::new(Int64Array::from(vec![2, 3, 4])),
+            ],
+        )
+        .unwrap();
+        let mut w =
+            ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+
+        let ctx = SessionContext::new();
+        let df = read_staged(&ctx, path.to_str().unwrap()).await.unwrap();
+        let names: Vec<&str> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, ["v", SOURCE_FILE, SOURCE_LINE]);
+        assert_eq!(df.schema().field(1).data_type(), &source_file_type());
+
+        let mut s = SkippedLines::default();
+        s.insert(label, 3).unwrap();
+        let t = SkipLinesTable::try_new(df.into_view(), Arc::new(s)).unwrap();
+        ctx.register_table("t", Arc::new(t)).unwrap();
+        let batches = ctx
+            .sql("SELECT v, _source_file FROM t ORDER BY v")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let b = &batches[0];
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(
+            file_runs(b.column(1)).unwrap(),
+            [(0, 2, label)],
+            "every kept row names the file"
+        );
     }
 
     #[test]

@@ -260,6 +260,7 @@ pub fn primitive_from_arrow(
             PrimitiveType::Timestamp
         }
         D::Timestamp(_, Some(_)) => PrimitiveType::Timestamptz,
+        D::Dictionary(_, values) => return primitive_from_arrow(column, values),
         D::Decimal128(p, s) if *s >= 0 => PrimitiveType::Decimal {
             precision: u32::from(*p).min(38),
             scale: *s as u32,

@@ -1,18 +1,21 @@
 //! Landing raw files: a CSV, JSON-lines or Parquet file becomes staged
 //! Parquet whose columns are the file's columns as text, plus
-//! `_source_file` and `_source_line`. Lines that do not parse (wrong field
-//! count, broken JSON, invalid UTF-8) are quarantined with their text and
-//! reason instead of failing the file.
+//! `_source_line`; the file's label is schema metadata, and
+//! [`gridata_engine::skip::read_staged`] turns it back into `_source_file`.
+//! Lines that do not parse (wrong field count, broken JSON, invalid UTF-8)
+//! are quarantined with their text and reason instead of failing the file.
 //!
 //! Invariants:
 //! - rows read = rows staged + lines quarantined, for every file.
 //! - Memory is bounded: files stream in batches of [`BATCH`] rows.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use gridata_engine::skip;
 use gridata_storage::Storage;
 use gridata_storage::object_store::ObjectStoreExt;
 use parquet::arrow::ArrowWriter;
@@ -432,7 +435,6 @@ pub struct Landed {
 }
 
 struct Batcher {
-    source: String,
     cols: Vec<StringBuilder>,
     /// Bytes each column held in the last batch: the next batch's builders
     /// start that large, so they are not regrown value by value.
@@ -448,10 +450,9 @@ impl Batcher {
             .iter()
             .map(|c| Field::new(c, DataType::Utf8, true))
             .collect();
-        fields.push(Field::new("_source_file", DataType::Utf8, false));
-        fields.push(Field::new("_source_line", DataType::Int64, false));
+        fields.push(Field::new(skip::SOURCE_LINE, DataType::Int64, false));
+        let label = HashMap::from([(skip::SOURCE_FILE_KEY.to_string(), source.to_string())]);
         Self {
-            source: source.to_string(),
             cols: columns
                 .iter()
                 .map(|_| StringBuilder::with_capacity(BATCH, BATCH * 8))
@@ -459,7 +460,7 @@ impl Batcher {
             sizes: vec![BATCH * 8; columns.len()],
             lines: Int64Builder::with_capacity(BATCH),
             n: 0,
-            schema: Arc::new(Schema::new(fields)),
+            schema: Arc::new(Schema::new_with_metadata(fields, label)),
         }
     }
 
@@ -478,20 +479,14 @@ impl Batcher {
         if self.n == 0 {
             return None;
         }
-        let n = self.n;
         self.n = 0;
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.cols.len() + 2);
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.cols.len() + 1);
         for (b, size) in self.cols.iter_mut().zip(self.sizes.iter_mut()) {
             let a = b.finish();
             *size = a.value_data().len() + a.value_data().len() / 8;
             *b = StringBuilder::with_capacity(BATCH, *size);
             arrays.push(Arc::new(a));
         }
-        let mut src = StringBuilder::with_capacity(n, n * self.source.len());
-        for _ in 0..n {
-            src.append_value(&self.source);
-        }
-        arrays.push(Arc::new(src.finish()));
         arrays.push(Arc::new(self.lines.finish()));
         Some(RecordBatch::try_new(self.schema.clone(), arrays).expect("columns match"))
     }
@@ -766,7 +761,6 @@ fn land_local(
                 for c in batch.columns() {
                     arrays.push(arrow::compute::cast(c, &DataType::Utf8).map_err(|e| err(&e))?);
                 }
-                arrays.push(Arc::new(arrow::array::StringArray::from(vec![source; n])) as ArrayRef);
                 arrays.push(Arc::new(arrow::array::Int64Array::from_iter_values(
                     (line + 1)..=(line + n as i64),
                 )));

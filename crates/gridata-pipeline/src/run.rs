@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::catalog::TableProvider;
-use datafusion::prelude::{DataFrame, ParquetReadOptions};
+use datafusion::prelude::DataFrame;
 use gridata_core::{Clock, TableName, Zone};
 use gridata_engine::skip::{self, SkipLinesTable, SkippedLines};
 use gridata_engine::{Engine, LakeTableProvider};
@@ -44,26 +44,6 @@ use crate::{Error, Result, tasks, template};
 mod openlineage;
 use gridata_metadata::openlineage::EventType;
 pub use openlineage::{Emitter, naming as openlineage_naming};
-
-/// Runs of equal values in a `_source_file` column, as (offset, length,
-/// file); a null file is `""`. Rows of one file come in long runs, so
-/// counting per run rather than per row costs next to nothing.
-pub fn file_runs(files: &arrow::array::StringArray) -> Vec<(usize, usize, &str)> {
-    use arrow::array::Array;
-    let mut runs: Vec<(usize, usize, &str)> = Vec::new();
-    for i in 0..files.len() {
-        let f = if files.is_valid(i) {
-            files.value(i)
-        } else {
-            ""
-        };
-        match runs.last_mut() {
-            Some((_, n, last)) if *last == f => *n += 1,
-            _ => runs.push((i, 1, f)),
-        }
-    }
-    runs
-}
 
 /// Quote a SQL identifier.
 pub fn quote_ident(s: &str) -> String {
@@ -659,15 +639,13 @@ impl TaskCtx {
         )
     }
 
-    /// A Parquet file as a table.
+    /// A staged Parquet file as a table ([`skip::read_staged`]).
     pub async fn parquet_view(
         &self,
         engine: &Engine,
         uri: &str,
     ) -> std::result::Result<Arc<dyn TableProvider>, TaskError> {
-        let df = engine
-            .context()
-            .read_parquet(uri, ParquetReadOptions::default())
+        let df = skip::read_staged(engine.context(), uri)
             .await
             .map_err(|e| TaskError::retryable(format!("{uri}: {e}")))?;
         Ok(df.into_view())
@@ -1020,7 +998,7 @@ impl Runner {
         let read = |uri: String| {
             let ctx = engine.context().clone();
             async move {
-                ctx.read_parquet(uri.as_str(), ParquetReadOptions::default())
+                skip::read_staged(&ctx, uri.as_str())
                     .await
                     .map_err(|e| Error::Internal(format!("{uri}: {e}")))
             }

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema};
 use futures::StreamExt;
@@ -610,10 +610,15 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             .map(|f| f.as_ref().clone().with_nullable(true))
             .collect::<Vec<Field>>(),
     ));
+    // Quarantine files are kept: a dictionary (a staged `_source_file`) is
+    // written as its plain values.
     let mut bad_fields: Vec<Field> = good_schema
         .fields()
         .iter()
-        .map(|f| f.as_ref().clone())
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, v) => f.as_ref().clone().with_data_type(v.as_ref().clone()),
+            _ => f.as_ref().clone(),
+        })
         .collect();
     bad_fields.push(Field::new("_reject_rule", DataType::Utf8, true));
     bad_fields.push(Field::new("_reject_reason", DataType::Utf8, true));
@@ -643,9 +648,9 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
         let accepted = arrow::compute::not(&rejected).map_err(TaskError::fatal)?;
         rows_in += batch.num_rows() as u64;
         if let Some(fi) = file_idx {
-            let files = arrow::compute::cast(batch.column(fi), &DataType::Utf8)
-                .map_err(TaskError::fatal)?;
-            for (at, n, f) in crate::run::file_runs(files.as_string::<i32>()) {
+            let runs = gridata_engine::skip::file_runs(batch.column(fi).as_ref())
+                .map_err(|e| TaskError::fatal(format!("row rules: {e}")))?;
+            for (at, n, f) in runs {
                 let bad = rejected.slice(at, n).true_count() as u64;
                 let e = per_file.entry(f.to_string()).or_default();
                 e.0 += n as u64 - bad;

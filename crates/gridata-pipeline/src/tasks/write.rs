@@ -15,8 +15,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::AsArray;
-use arrow::datatypes::DataType;
 use datafusion::common::JoinType;
 use datafusion::prelude::{DataFrame, col};
 use futures::StreamExt;
@@ -315,11 +313,10 @@ async fn write_rows(
                 reason: e.strip_backtrace(),
             })?;
             if let Some(i) = file_idx
-                && let Ok(files) = arrow::compute::cast(b.column(i), &DataType::Utf8)
+                && let Ok(runs) = gridata_engine::skip::file_runs(b.column(i).as_ref())
             {
-                let files = files.as_string::<i32>();
                 let mut m = c2.lock().expect("counts");
-                for (_, n, f) in crate::run::file_runs(files) {
+                for (_, n, f) in runs {
                     *m.entry(f.to_string()).or_default() += n as u64;
                 }
             }

@@ -21,6 +21,7 @@ use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
+use gridata_engine::skip::file_runs;
 
 /// The SQL name of the rule lookup: `(file, line) -> rule index or NULL`.
 pub(super) const RULE_FN: &str = "__gridata_key_verdict";
@@ -37,10 +38,10 @@ pub(super) struct FileIds {
 }
 
 impl FileIds {
-    fn ids(&self, files: &arrow::array::StringArray) -> arrow::array::Int32Array {
+    fn ids(&self, files: &dyn Array) -> DfResult<arrow::array::Int32Array> {
         let mut inner = self.inner.lock().expect("file ids");
         let mut out = Int32Builder::with_capacity(files.len());
-        for (_, n, f) in crate::run::file_runs(files) {
+        for (_, n, f) in file_runs(files)? {
             let id = match inner.0.get(f) {
                 Some(id) => *id,
                 None => {
@@ -52,7 +53,7 @@ impl FileIds {
             };
             out.append_value_n(id, n);
         }
-        out.finish()
+        Ok(out.finish())
     }
 
     fn names(&self, ids: &arrow::array::Int32Array) -> arrow::array::StringArray {
@@ -111,8 +112,7 @@ impl ScalarUDFImpl for FileId {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let files = ColumnarValue::values_to_arrays(&args.args)?;
-        let files = arrow::compute::cast(&files[0], &DataType::Utf8)?;
-        let ids: ArrayRef = Arc::new(self.ids.ids(files.as_string::<i32>()));
+        let ids: ArrayRef = Arc::new(self.ids.ids(files[0].as_ref())?);
         Ok(if scalar {
             ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&ids, 0)?)
         } else {
@@ -144,7 +144,7 @@ impl Verdicts {
             let n = arrow::compute::cast(batch.column(0), &DataType::Int32)?;
             Arc::new(ids.names(n.as_primitive::<Int32Type>()))
         } else {
-            arrow::compute::cast(batch.column(0), &DataType::Utf8)?
+            batch.column(0).clone()
         };
         let lines = arrow::compute::cast(batch.column(1), &DataType::Int64)?;
         let rules = arrow::compute::cast(batch.column(2), &DataType::Int32)?;
@@ -154,7 +154,9 @@ impl Verdicts {
             rules.as_primitive::<Int32Type>(),
             firsts.as_primitive::<Int64Type>(),
         );
-        for (at, n, file) in crate::run::file_runs(files.as_string::<i32>()) {
+        let runs = file_runs(files.as_ref())
+            .map_err(|e| arrow::error::ArrowError::InvalidArgumentError(e.to_string()))?;
+        for (at, n, file) in runs {
             let map = self.by_file.entry(file.to_string()).or_default();
             for i in at..at + n {
                 if rules.is_null(i) {
@@ -220,13 +222,12 @@ impl Lookup {
     }
 
     fn lookup(&self, files: &ArrayRef, lines: &ArrayRef) -> DfResult<ArrayRef> {
-        let files = arrow::compute::cast(files, &DataType::Utf8)?;
         let lines = arrow::compute::cast(lines, &DataType::Int64)?;
         let lines = lines.as_primitive::<Int64Type>();
         let len = lines.len();
         let mut rules = Int32Builder::with_capacity(len);
         let mut firsts = Int64Builder::with_capacity(len);
-        for (at, n, file) in crate::run::file_runs(files.as_string::<i32>()) {
+        for (at, n, file) in file_runs(files.as_ref())? {
             let Some(map) = self.verdicts.get(file) else {
                 rules.append_nulls(n);
                 firsts.append_nulls(n);
@@ -395,7 +396,7 @@ mod tests {
     fn numbered_files_are_named_back() {
         let ids = Arc::new(FileIds::default());
         let files = StringArray::from(vec!["b.csv", "b.csv", "a.csv", "b.csv"]);
-        let n = ids.ids(&files);
+        let n = ids.ids(&files).unwrap();
         assert_eq!(n.values().to_vec(), vec![0, 0, 1, 0]);
         let schema = Arc::new(Schema::new(vec![
             Field::new("f", DataType::Int32, false),
