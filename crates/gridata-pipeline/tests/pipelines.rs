@@ -784,6 +784,17 @@ tasks:
             "b.csv:4 / known / k 'ZZ' not found in file in/keys.csv",
         ]
     );
+    // Staged rows carry their file as a dictionary; a kept file holds text.
+    let types = rejected_rows(
+        &env,
+        "keys",
+        &s.run.run_id,
+        "check",
+        "SELECT DISTINCT arrow_typeof(_source_file) FROM bad",
+    )
+    .await;
+    assert_eq!(types.len(), 1);
+    assert!(!types[0].starts_with("Dictionary"), "{types:?}");
 }
 
 /// An SQL output may repeat a source line (a join fans rows out): a row
