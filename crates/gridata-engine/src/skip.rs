@@ -105,6 +105,13 @@ pub fn file_runs(files: &dyn Array) -> Result<Vec<(usize, usize, &str)>> {
     let mut runs = Vec::new();
     if let Some(dict) = files.as_any_dictionary_opt() {
         let value = strings(dict.values().as_ref())?;
+        if dict.values().is_empty() {
+            // Every key is null (an empty or all-null column).
+            if !files.is_empty() {
+                push(&mut runs, 0, files.len(), "");
+            }
+            return Ok(runs);
+        }
         let keys = dict.normalized_keys();
         let mut i = 0;
         while i < keys.len() {
@@ -538,6 +545,11 @@ mod tests {
             [(0, 2, "a"), (2, 1, "b"), (3, 1, ""), (4, 1, "b")]
         );
         assert!(file_runs(&Int64Array::from(vec![1])).is_err());
+        // A join's unmatched side: a dictionary without values.
+        let nulls = datafusion::arrow::array::new_null_array(&source_file_type(), 3);
+        assert_eq!(file_runs(&nulls).unwrap(), [(0, 3, "")]);
+        let empty = datafusion::arrow::array::new_empty_array(&source_file_type());
+        assert!(file_runs(&empty).unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -652,15 +652,21 @@ fn land_local(
                             )?;
                             continue;
                         }
-                        // Fields split valid UTF-8 at ASCII delimiters, so
-                        // checking the whole record checks every field, and
-                        // each field is a slice of it.
-                        match std::str::from_utf8(rec.as_slice()) {
-                            Ok(text) => b.push(
-                                (0..rec.len()).map(|i| rec.range(i).and_then(|r| text.get(r))),
-                                line,
-                            ),
-                            Err(_) => rejects.add(
+                        // The record is checked once and each field is a
+                        // slice of it; a field must also not start or end
+                        // inside a character (a delimiter splitting one).
+                        let text = std::str::from_utf8(rec.as_slice()).ok().filter(|t| {
+                            (0..rec.len()).all(|i| {
+                                rec.range(i).is_some_and(|r| {
+                                    t.is_char_boundary(r.start) && t.is_char_boundary(r.end)
+                                })
+                            })
+                        });
+                        match text {
+                            Some(text) => {
+                                b.push((0..rec.len()).map(|i| rec.range(i).map(|r| &text[r])), line)
+                            }
+                            None => rejects.add(
                                 line,
                                 String::from_utf8_lossy(rec.as_slice()).into_owned(),
                                 "not valid UTF-8".into(),
@@ -781,4 +787,30 @@ fn land_local(
         rejects.count
     );
     Ok((staged, rejected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delimiter splitting a character leaves every field's bytes
+    /// concatenated as valid UTF-8; the line is still quarantined.
+    #[test]
+    fn a_character_split_by_a_delimiter_is_not_valid_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("in.csv");
+        let mut bytes = b"a,b\nx,\xC3\xA9\n".to_vec();
+        bytes.extend_from_slice(b"y\xC3,\xA9z\n");
+        std::fs::write(&raw, bytes).unwrap();
+        let uri = |n: &str| format!("file://{}", dir.path().join(n).display());
+        let target = LandTarget {
+            staged: uri("staged.parquet"),
+            rejected: uri("bad.parquet"),
+            run_id: "r".into(),
+            task_id: "t".into(),
+        };
+        let (staged, rejected) = land_local(&raw, "in.csv", FileFormat::Csv, &target).unwrap();
+        assert_eq!(staged.rows, 1);
+        assert_eq!(rejected.map(|r| r.rows), Some(1));
+    }
 }

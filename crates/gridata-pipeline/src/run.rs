@@ -135,14 +135,26 @@ pub struct StagedOutput {
     /// Quarantine files (with `_source_file` and `_source_line`) whose
     /// rows are left out of `file`.
     pub without: Vec<String>,
+    /// Each `(_source_file, _source_line)` names one row of `file` (a
+    /// landed file): a row check may then skip lines instead of copying.
+    pub unique_lines: bool,
 }
 
 impl StagedOutput {
-    /// All the rows of `file`.
+    /// All the rows of `file`, which may repeat a source line.
     pub fn file(file: &str) -> Self {
         Self {
             file: file.to_string(),
             without: Vec::new(),
+            unique_lines: false,
+        }
+    }
+
+    /// All the rows of a landed file: one per source line.
+    pub fn landed(file: &str) -> Self {
+        Self {
+            unique_lines: true,
+            ..Self::file(file)
         }
     }
 }
@@ -660,8 +672,11 @@ impl TaskCtx {
     ) -> std::result::Result<(u64, String), TaskError> {
         use futures::StreamExt;
         let uri = self.staging_uri(&format!("{name}.parquet"));
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let mut out = crate::landing::ParquetOut::create(&uri, schema).map_err(TaskError::fatal)?;
+        // A landed input's label must not name rows that a query mixed.
+        let mut schema = df.schema().as_arrow().clone();
+        schema.metadata.remove(skip::SOURCE_FILE_KEY);
+        let mut out =
+            crate::landing::ParquetOut::create(&uri, Arc::new(schema)).map_err(TaskError::fatal)?;
         let mut stream = df
             .execute_stream()
             .await
@@ -813,22 +828,16 @@ impl TaskCtx {
     ) -> std::result::Result<(DataFrame, Option<StagedInput>), TaskError> {
         if let Some(task) = &input.task {
             let frame = self.task_frame(engine, task)?;
-            // Only a row check's output is known to keep one row per source
-            // line; an SQL output may repeat or invent them.
-            let checked = self
-                .shared
-                .pipeline
-                .pipeline
-                .tasks
-                .iter()
-                .any(|t| t.id == *task && matches!(t.kind(), TaskKind::ValidateRows(_)));
+            // Only a landed file, or a row check over one, is known to keep
+            // one row per source line; an SQL output may repeat or invent
+            // them, and so may a row check that copied such rows.
             let output = self
                 .shared
                 .output_files
                 .lock()
                 .expect("outputs")
                 .get(task)
-                .filter(|_| checked)
+                .filter(|o| o.unique_lines)
                 .cloned();
             let staged = output.map(|output| {
                 let skipped = self.output_provider(task).and_then(|p| {
@@ -866,7 +875,7 @@ impl TaskCtx {
             .read_table(provider)
             .map_err(TaskError::fatal)?;
         let staged = StagedInput {
-            output: StagedOutput::file(&l.staged),
+            output: StagedOutput::landed(&l.staged),
             skipped: None,
         };
         Ok((frame, Some(staged)))
@@ -1669,7 +1678,15 @@ impl Runner {
                             .map(|w| w.iter().filter_map(|u| Some(u.as_str()?.to_string())))
                             .map(Iterator::collect)
                             .unwrap_or_default();
-                        Some(StagedOutput { file, without })
+                        let unique_lines = v
+                            .get("staged_unique_lines")
+                            .and_then(serde_json::Value::as_bool)
+                            .unwrap_or(false);
+                        Some(StagedOutput {
+                            file,
+                            without,
+                            unique_lines,
+                        })
                     });
                 let restored = match staged {
                     Some(staged) => match self.reload(&staged).await? {
@@ -1982,6 +1999,9 @@ impl Runner {
                         o.insert("staged_output".into(), staged.file.clone().into());
                         if !staged.without.is_empty() {
                             o.insert("staged_without".into(), staged.without.clone().into());
+                        }
+                        if staged.unique_lines {
+                            o.insert("staged_unique_lines".into(), true.into());
                         }
                     }
                     let files: Vec<FileCounts> = result.files.values().cloned().collect();

@@ -811,28 +811,36 @@ tasks:
   - id: rows
     sql:
       materialize: true
-      query: "SELECT * FROM (VALUES (1, 'f', 7), (-1, 'f', 7), (2, 'f', 8)) AS t(v, _source_file, _source_line)"
+      query: "SELECT * FROM (VALUES (1, 'f', 7), (-1, 'f', 7), (2, 'f', 8), (20, 'f', 8)) AS t(v, _source_file, _source_line)"
   - id: check
     depends_on: [rows]
     validate_rows:
       input: { task: rows }
       rules:
         - range: { column: v, min: 0 }
-  - id: write
+  # Its input copied rows that repeat a line: it must copy too.
+  - id: check_again
     depends_on: [check]
-    write: { input: check, table: demo.fanout, mode: append }
+    validate_rows:
+      input: { task: check }
+      rules:
+        - range: { column: v, max: 10 }
+  - id: write
+    depends_on: [check_again]
+    write: { input: check_again, table: demo.fanout, mode: append }
 "#,
     );
     let s = run(&env, p, "").await;
     assert_eq!(s.run.state, RunState::Success, "{:?}", s.run.error);
-    let check = s.tasks.iter().find(|t| t.task_id == "check").unwrap();
+    let rows = |id: &str| {
+        let t = s.tasks.iter().find(|t| t.task_id == id).unwrap();
+        (t.rows.rows_out, t.rows.rows_rejected)
+    };
+    assert_eq!(rows("check"), (3, 1));
+    assert_eq!(rows("check_again"), (2, 1));
     assert_eq!(
-        (check.rows.rows_out, check.rows.rows_rejected),
-        (2, 1),
-        "{check:?}"
-    );
-    assert_eq!(
-        count(&env, "SELECT count(*) FROM demo.fanout WHERE v > 0").await,
+        count(&env, "SELECT count(*) FROM demo.fanout WHERE v IN (1, 2)").await,
         2
     );
+    assert_eq!(count(&env, "SELECT count(*) FROM demo.fanout").await, 2);
 }

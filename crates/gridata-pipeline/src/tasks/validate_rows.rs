@@ -762,8 +762,8 @@ pub(crate) async fn run(cfg: &ValidateRows, ctx: &TaskCtx) -> Result<TaskResult,
             let mut without = input.output.without;
             without.extend(rejected_file.clone());
             StagedOutput {
-                file: input.output.file,
                 without,
+                ..input.output
             }
         }
         (None, None) => unreachable!("rows are either written or skipped"),
