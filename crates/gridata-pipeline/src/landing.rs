@@ -327,7 +327,10 @@ impl ParquetOut {
                     .into_temp_path(),
             ),
         };
-        let file = std::fs::File::create(local.path()).map_err(|e| format!("{uri}: {e}"))?;
+        // A local target is written under a partial name and renamed when
+        // closed, so a reader never sees half a file.
+        let file =
+            std::fs::File::create(partial(local.path())).map_err(|e| format!("{uri}: {e}"))?;
         let mut writer =
             ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| e.to_string())?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(QUEUE);
@@ -379,12 +382,21 @@ impl ParquetOut {
     pub fn close(mut self) -> Result<Closed, String> {
         self.tx = None;
         self.join()?;
+        let path = self.local.path();
+        std::fs::rename(partial(path), path).map_err(|e| format!("{}: {e}", self.uri))?;
         Ok(Closed {
             uri: std::mem::take(&mut self.uri),
             local: std::mem::replace(&mut self.local, Local::Direct(PathBuf::new())),
             rows: self.rows,
         })
     }
+}
+
+/// Where a local file is written until it is complete.
+fn partial(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".partial");
+    PathBuf::from(p)
 }
 
 /// A closed local Parquet file.
@@ -445,14 +457,22 @@ struct Batcher {
 }
 
 impl Batcher {
-    fn new(source: &str, columns: Vec<String>) -> Self {
+    fn new(source: &str, columns: Vec<String>) -> Result<Self, String> {
+        if let Some(c) = columns
+            .iter()
+            .find(|c| *c == skip::SOURCE_FILE || *c == skip::SOURCE_LINE)
+        {
+            return Err(format!(
+                "{source}: column '{c}' is reserved for the row's origin; rename it"
+            ));
+        }
         let mut fields: Vec<Field> = columns
             .iter()
             .map(|c| Field::new(c, DataType::Utf8, true))
             .collect();
         fields.push(Field::new(skip::SOURCE_LINE, DataType::Int64, false));
         let label = HashMap::from([(skip::SOURCE_FILE_KEY.to_string(), source.to_string())]);
-        Self {
+        Ok(Self {
             cols: columns
                 .iter()
                 .map(|_| StringBuilder::with_capacity(BATCH, BATCH * 8))
@@ -461,7 +481,7 @@ impl Batcher {
             lines: Int64Builder::with_capacity(BATCH),
             n: 0,
             schema: Arc::new(Schema::new_with_metadata(fields, label)),
-        }
+        })
     }
 
     fn push<'a>(&mut self, values: impl Iterator<Item = Option<&'a str>>, line: u64) {
@@ -631,7 +651,7 @@ fn land_local(
                 .map(|h| String::from_utf8_lossy(h).trim().to_string())
                 .collect();
             let width = header.len();
-            let mut b = Batcher::new(source, header);
+            let mut b = Batcher::new(source, header)?;
             let mut out = ParquetOut::create(&target.staged, b.schema.clone())?;
             let mut rec = csv::ByteRecord::new();
             loop {
@@ -705,7 +725,7 @@ fn land_local(
                     }
                 }
             }
-            let mut b = Batcher::new(source, columns.clone());
+            let mut b = Batcher::new(source, columns.clone())?;
             let mut out = ParquetOut::create(&target.staged, b.schema.clone())?;
             let f = std::fs::File::open(path).map_err(|e| err(&e))?;
             let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
@@ -757,7 +777,7 @@ fn land_local(
                 .map_err(|e| err(&e))?;
             let schema = arrow::record_batch::RecordBatchReader::schema(&reader);
             let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-            let b = Batcher::new(source, columns);
+            let b = Batcher::new(source, columns)?;
             let mut out = ParquetOut::create(&target.staged, b.schema.clone())?;
             let mut line = 0i64;
             for batch in reader {
@@ -812,5 +832,16 @@ mod tests {
         let (staged, rejected) = land_local(&raw, "in.csv", FileFormat::Csv, &target).unwrap();
         assert_eq!(staged.rows, 1);
         assert_eq!(rejected.map(|r| r.rows), Some(1));
+        assert!(dir.path().join("staged.parquet").exists());
+        assert!(!dir.path().join("staged.parquet.partial").exists());
+
+        std::fs::write(&raw, "a,_source_line\n1,2\n").unwrap();
+        let e = land_local(&raw, "in.csv", FileFormat::Csv, &target)
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("in.csv") && e.contains("'_source_line' is reserved"),
+            "{e}"
+        );
     }
 }

@@ -907,10 +907,15 @@ impl TaskCtx {
         // Rows are labelled with the file's URI in its zone, also when it
         // is read back from the archive.
         let label = self.storage().uri(zone.zone(), &rel);
-        let (n, entry) = {
+        let entry = {
             let mut landed = self.shared.landed.lock().expect("landed");
-            let n = landed.len();
-            (n, Arc::clone(landed.entry(label.clone()).or_default()))
+            Arc::clone(landed.entry(label.clone()).or_default())
+        };
+        // Named by the file, so a resumed run that lands it again replaces
+        // the same files and never another file's.
+        let n = {
+            use sha2::Digest;
+            hex::encode(&sha2::Sha256::digest(label.as_bytes())[..8])
         };
         entry
             .landed
