@@ -195,7 +195,7 @@ impl SkippedLines {
         for (at, n, file) in file_runs(files.as_ref())? {
             for i in at..at + n {
                 if lines.is_null(i) {
-                    return exec_err!("a row without a {SOURCE_LINE}");
+                    return exec_err!("{file}: a row without a {SOURCE_LINE}");
                 }
                 self.insert(file, lines.value(i))?;
             }

@@ -312,9 +312,13 @@ async fn write_rows(
                 table: name.clone(),
                 reason: e.strip_backtrace(),
             })?;
-            if let Some(i) = file_idx
-                && let Ok(runs) = gridata_engine::skip::file_runs(b.column(i).as_ref())
-            {
+            if let Some(i) = file_idx {
+                let runs = gridata_engine::skip::file_runs(b.column(i).as_ref()).map_err(|e| {
+                    gridata_lake::Error::DataMismatch {
+                        table: name.clone(),
+                        reason: e.strip_backtrace(),
+                    }
+                })?;
                 let mut m = c2.lock().expect("counts");
                 for (_, n, f) in runs {
                     *m.entry(f.to_string()).or_default() += n as u64;
