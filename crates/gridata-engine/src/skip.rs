@@ -103,6 +103,13 @@ pub fn file_runs(files: &dyn Array) -> Result<Vec<(usize, usize, &str)>> {
         }
     }
     let mut runs = Vec::new();
+    if files.data_type() == &DataType::Null {
+        // `NULL AS _source_file`: no file.
+        if !files.is_empty() {
+            push(&mut runs, 0, files.len(), "");
+        }
+        return Ok(runs);
+    }
     if let Some(dict) = files.as_any_dictionary_opt() {
         let value = strings(dict.values().as_ref())?;
         if dict.values().is_empty() {
@@ -545,6 +552,8 @@ mod tests {
             [(0, 2, "a"), (2, 1, "b"), (3, 1, ""), (4, 1, "b")]
         );
         assert!(file_runs(&Int64Array::from(vec![1])).is_err());
+        let none = datafusion::arrow::array::NullArray::new(2);
+        assert_eq!(file_runs(&none).unwrap(), [(0, 2, "")]);
         // A join's unmatched side: a dictionary without values.
         let nulls = datafusion::arrow::array::new_null_array(&source_file_type(), 3);
         assert_eq!(file_runs(&nulls).unwrap(), [(0, 3, "")]);

@@ -281,6 +281,8 @@ fn percent_decode(p: &str) -> String {
 pub struct ParquetOut {
     uri: String,
     local: Local,
+    /// The file being written, until it is renamed to `local`.
+    partial: Option<tempfile::TempPath>,
     tx: Option<std::sync::mpsc::SyncSender<RecordBatch>>,
     encoder: Option<std::thread::JoinHandle<Result<(), String>>>,
     /// Rows written.
@@ -313,24 +315,30 @@ impl ParquetOut {
     }
 
     fn create_with(uri: &str, schema: SchemaRef, props: WriterProperties) -> Result<Self, String> {
-        let local = match uri.strip_prefix("file://") {
+        // A local target is written to a temporary file of its own beside
+        // it and renamed when closed: a reader never sees half a file, and
+        // two writers of one target (a timed-out attempt still running, and
+        // its retry) never share a file. Dropped unclosed, it is deleted.
+        let (local, file, partial) = match uri.strip_prefix("file://") {
             Some(p) => {
                 let p = PathBuf::from(percent_decode(p));
-                if let Some(dir) = p.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                }
-                Local::Direct(p)
+                let dir = p.parent().unwrap_or(Path::new("."));
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let (file, partial) = tempfile::Builder::new()
+                    .prefix(".")
+                    .suffix(".partial")
+                    .tempfile_in(dir)
+                    .map_err(|e| format!("{uri}: {e}"))?
+                    .into_parts();
+                (Local::Direct(p), file, Some(partial))
             }
-            None => Local::Temp(
-                tempfile::NamedTempFile::new()
-                    .map_err(|e| e.to_string())?
-                    .into_temp_path(),
-            ),
+            None => {
+                let (file, path) = tempfile::NamedTempFile::new()
+                    .map_err(|e| format!("{uri}: {e}"))?
+                    .into_parts();
+                (Local::Temp(path), file, None)
+            }
         };
-        // A local target is written under a partial name and renamed when
-        // closed, so a reader never sees half a file.
-        let file =
-            std::fs::File::create(partial(local.path())).map_err(|e| format!("{uri}: {e}"))?;
         let mut writer =
             ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| e.to_string())?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(QUEUE);
@@ -348,6 +356,7 @@ impl ParquetOut {
         Ok(Self {
             uri: uri.to_string(),
             local,
+            partial,
             tx: Some(tx),
             encoder: Some(encoder),
             rows: 0,
@@ -382,21 +391,17 @@ impl ParquetOut {
     pub fn close(mut self) -> Result<Closed, String> {
         self.tx = None;
         self.join()?;
-        let path = self.local.path();
-        std::fs::rename(partial(path), path).map_err(|e| format!("{}: {e}", self.uri))?;
+        if let Some(partial) = self.partial.take() {
+            partial
+                .persist(self.local.path())
+                .map_err(|e| format!("{}: {e}", self.uri))?;
+        }
         Ok(Closed {
             uri: std::mem::take(&mut self.uri),
             local: std::mem::replace(&mut self.local, Local::Direct(PathBuf::new())),
             rows: self.rows,
         })
     }
-}
-
-/// Where a local file is written until it is complete.
-fn partial(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".partial");
-    PathBuf::from(p)
 }
 
 /// A closed local Parquet file.
@@ -832,8 +837,13 @@ mod tests {
         let (staged, rejected) = land_local(&raw, "in.csv", FileFormat::Csv, &target).unwrap();
         assert_eq!(staged.rows, 1);
         assert_eq!(rejected.map(|r| r.rows), Some(1));
+        let partials: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".partial"))
+            .collect();
+        assert!(partials.is_empty(), "{partials:?}");
         assert!(dir.path().join("staged.parquet").exists());
-        assert!(!dir.path().join("staged.parquet.partial").exists());
 
         std::fs::write(&raw, "a,_source_line\n1,2\n").unwrap();
         let e = land_local(&raw, "in.csv", FileFormat::Csv, &target)
