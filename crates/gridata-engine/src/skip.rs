@@ -103,8 +103,13 @@ pub fn file_runs(files: &dyn Array) -> Result<Vec<(usize, usize, &str)>> {
         }
     }
     let mut runs = Vec::new();
-    if files.data_type() == &DataType::Null {
-        // `NULL AS _source_file`: no file.
+    // `NULL AS _source_file`, or a dictionary without values (a join's
+    // unmatched side): no row names a file.
+    let no_file = files.data_type() == &DataType::Null
+        || files
+            .as_any_dictionary_opt()
+            .is_some_and(|d| d.values().is_empty());
+    if no_file {
         if !files.is_empty() {
             push(&mut runs, 0, files.len(), "");
         }
@@ -112,13 +117,6 @@ pub fn file_runs(files: &dyn Array) -> Result<Vec<(usize, usize, &str)>> {
     }
     if let Some(dict) = files.as_any_dictionary_opt() {
         let value = strings(dict.values().as_ref())?;
-        if dict.values().is_empty() {
-            // Every key is null (an empty or all-null column).
-            if !files.is_empty() {
-                push(&mut runs, 0, files.len(), "");
-            }
-            return Ok(runs);
-        }
         let keys = dict.normalized_keys();
         let mut i = 0;
         while i < keys.len() {

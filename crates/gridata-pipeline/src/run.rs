@@ -913,7 +913,7 @@ impl TaskCtx {
         };
         // Named by the file, so a resumed run that lands it again replaces
         // the same files and never another file's.
-        let n = {
+        let h = {
             use sha2::Digest;
             hex::encode(&sha2::Sha256::digest(label.as_bytes())[..8])
         };
@@ -921,8 +921,8 @@ impl TaskCtx {
             .landed
             .get_or_try_init(|| async {
                 let target = LandTarget {
-                    staged: self.staging_uri(&format!("landed-{n}.parquet")),
-                    rejected: self.rejected_uri(&format!("malformed-{n}.parquet")),
+                    staged: self.staging_uri(&format!("landed-{h}.parquet")),
+                    rejected: self.rejected_uri(&format!("malformed-{h}.parquet")),
                     run_id: self.shared.run_id.clone(),
                     task_id: self.task_id.clone(),
                 };
