@@ -21,8 +21,11 @@
 //!   bucket is hashed, within the pool's limit.
 //! - The bucket hash uses seeds of its own, so it is independent of the
 //!   hash join's hash inside a bucket.
-//! - Phase 1 runs once for all output partitions; its files are deleted
-//!   when the plan is dropped.
+//! - Phase 1 runs once for all output partitions. Each bucket is joined
+//!   once: its files move into that join, whose readers let go of them as
+//!   they open them, so the disk is freed as buckets finish, not with the
+//!   plan. Running a partition that owns a bucket again is an error, never
+//!   a silently empty result.
 
 use std::any::Any;
 use std::fmt;
@@ -77,6 +80,8 @@ pub(crate) struct GraceHashJoinExec {
     metrics: ExecutionPlanMetricsSet,
 }
 
+type BucketFiles = (Vec<RefCountedTempFile>, Vec<RefCountedTempFile>);
+
 /// The spill files of one side's bucket, from every input partition.
 #[derive(Debug, Default, Clone)]
 struct Bucket {
@@ -89,6 +94,8 @@ struct Bucket {
 struct Partitioned {
     left: Vec<Bucket>,
     right: Vec<Bucket>,
+    /// Each bucket's (left, right) files, until its join takes them.
+    files: Vec<std::sync::Mutex<Option<BucketFiles>>>,
     left_spill: SpillManager,
     right_spill: SpillManager,
 }
@@ -177,15 +184,24 @@ impl GraceHashJoinExec {
         let (right_rows, right_keys) = rows(self.right(), right_keys, &self.regroup.1);
         let left_spill = spill(&left_rows);
         let right_spill = spill(&right_rows);
-        let left = self
+        let mut left = self
             .partition_side(&left_rows, left_keys, &left_spill, context)
             .await?;
-        let right = self
+        let mut right = self
             .partition_side(&right_rows, right_keys, &right_spill, context)
             .await?;
+        let files = left
+            .iter_mut()
+            .zip(&mut right)
+            .map(|(l, r)| {
+                let both = (std::mem::take(&mut l.files), std::mem::take(&mut r.files));
+                std::sync::Mutex::new(Some(both))
+            })
+            .collect();
         Ok(Arc::new(Partitioned {
             left,
             right,
+            files,
             left_spill,
             right_spill,
         }))
@@ -233,19 +249,28 @@ impl GraceHashJoinExec {
         context: &Arc<TaskContext>,
     ) -> Result<Option<SendableRecordBatchStream>> {
         let (left, right) = (&parts.left[b], &parts.right[b]);
+        // Taken, so the files are deleted as soon as this bucket is joined.
+        let (left_files, right_files) = parts.files[b]
+            .lock()
+            .expect("bucket files")
+            .take()
+            .ok_or_else(|| {
+                DataFusionError::Execution(format!(
+                    "GraceHashJoinExec: bucket {b} was joined already (a partition runs once)"
+                ))
+            })?;
         if produces_nothing(self.template.join_type(), left.rows == 0, right.rows == 0) {
             return Ok(None);
         }
-        let scan = |b: &Bucket, spill: &SpillManager, regroup: &Option<Arc<Regroup>>| {
-            let rows: Arc<dyn ExecutionPlan> =
-                Arc::new(SpillScanExec::new(b.files.clone(), spill.clone()));
+        let scan = |files, spill: &SpillManager, regroup: &Option<Arc<Regroup>>| {
+            let rows: Arc<dyn ExecutionPlan> = Arc::new(SpillScanExec::new(files, spill.clone()));
             match regroup {
                 Some(r) => r.over(rows),
                 None => Ok(rows),
             }
         };
-        let left_scan = scan(left, &parts.left_spill, &self.regroup.0)?;
-        let right_scan = scan(right, &parts.right_spill, &self.regroup.1)?;
+        let left_scan = scan(left_files, &parts.left_spill, &self.regroup.0)?;
+        let right_scan = scan(right_files, &parts.right_spill, &self.regroup.1)?;
         // The smaller side is hashed: after phase 1 the sizes are known.
         let swap = right.bytes.saturating_mul(2) < left.bytes;
         let build = if swap { right.bytes } else { left.bytes };
@@ -876,6 +901,51 @@ mod tests {
     #[tokio::test]
     async fn buckets_too_large_for_a_hash_table_are_sort_merged() {
         every_join_type_under(1 << 10, true).await;
+    }
+
+    /// Every spill codec DataFusion offers (`spill_compression`) writes
+    /// buckets that read back to the same rows, and each bucket's files
+    /// are deleted once it is joined.
+    #[tokio::test]
+    async fn buckets_spilled_with_every_codec_read_back() {
+        use datafusion::common::config::SpillCompression;
+        let plain = session_with(false, 0);
+        register(&plain).unwrap();
+        let sql = query("JOIN", "");
+        let (want, _, _) = run(&plain, &sql).await.unwrap();
+        for codec in [
+            SpillCompression::Uncompressed,
+            SpillCompression::Lz4Frame,
+            SpillCompression::Zstd,
+        ] {
+            let grace = bounded(256 << 10);
+            grace
+                .state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .execution
+                .spill_compression = codec;
+            register(&grace).unwrap();
+            let (got, shown, plan) = run(&grace, &sql).await.unwrap();
+            assert!(shown.contains("GraceHashJoinExec"), "{codec:?}\n{shown}");
+            let mut spilled = 0;
+            datafusion::physical_plan::accept(
+                plan.as_ref(),
+                &mut Visit(|p: &dyn ExecutionPlan| {
+                    spilled += p.metrics().and_then(|m| m.spilled_rows()).unwrap_or(0);
+                }),
+            )
+            .unwrap();
+            assert!(spilled > 0, "{codec:?}");
+            assert_eq!(got, want, "{codec:?}");
+            // Each bucket's files were let go by its join, before the plan.
+            assert_eq!(grace.runtime_env().disk_manager.used_disk_space(), 0);
+            // Its buckets are gone: running the plan again is an error.
+            let again = collect(Arc::clone(&plan), grace.task_ctx()).await;
+            let err = again.expect_err("a second run").to_string();
+            assert!(err.contains("joined already"), "{err}");
+        }
     }
 
     /// A side that aggregates by the join key (alone, with another column,

@@ -190,9 +190,16 @@ impl Engine {
             let runs = Arc::clone(&runs);
             tasks.spawn(async move {
                 while let Some(batch) = stream.next().await {
-                    let batch = batch?;
-                    let col = batch.column(0).as_primitive::<Int64Type>();
-                    runs.lock().expect("runs").add(col.values())?;
+                    let hashes = batch?
+                        .column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .clone();
+                    // Adding may spill to a file: off the async workers.
+                    let runs = Arc::clone(&runs);
+                    tokio::task::spawn_blocking(move || runs.lock().expect("runs").add(&hashes))
+                        .await
+                        .map_err(|e| DataFusionError::External(Box::new(e)))??;
                 }
                 Ok::<_, DataFusionError>(())
             });

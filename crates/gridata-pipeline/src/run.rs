@@ -45,6 +45,10 @@ mod openlineage;
 use gridata_metadata::openlineage::EventType;
 pub use openlineage::{Emitter, naming as openlineage_naming};
 
+/// The folder of a run's quarantine that holds raw files' malformed lines.
+/// A task id has no `-`, so no task's folder has this name.
+pub const MALFORMED_DIR: &str = "malformed-lines";
+
 /// Quote a SQL identifier.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -651,6 +655,20 @@ impl TaskCtx {
         )
     }
 
+    /// URI of the quarantine file for a raw file's malformed lines. It is
+    /// named by the file, not the task: whichever task lands the file (a
+    /// resumed run may land it from another one) replaces the same file.
+    fn malformed_uri(&self, h: &str) -> String {
+        self.storage().uri(
+            Zone::Rejected,
+            &format!(
+                "{}/{}/{MALFORMED_DIR}/{h}.parquet",
+                self.pipeline_id(),
+                self.shared.run_id
+            ),
+        )
+    }
+
     /// A staged Parquet file as a table ([`skip::read_staged`]).
     pub async fn parquet_view(
         &self,
@@ -922,7 +940,7 @@ impl TaskCtx {
             .get_or_try_init(|| async {
                 let target = LandTarget {
                     staged: self.staging_uri(&format!("landed-{h}.parquet")),
-                    rejected: self.rejected_uri(&format!("malformed-{h}.parquet")),
+                    rejected: self.malformed_uri(&h),
                     run_id: self.shared.run_id.clone(),
                     task_id: self.task_id.clone(),
                 };

@@ -109,6 +109,7 @@ async fn rows_are_conserved_on_generated_defects_and_reruns_are_idempotent() {
 /// Start a run, kill it (drop its future, as a crash would) right after
 /// `cut` finished, then resume it as another process would.
 async fn interrupted_then_resumed(env: &Env, p: Arc<Loaded>, date: &str, cut: &str) -> RunSummary {
+    let pipeline = p.pipeline.id.clone();
     let opts = RunOptions {
         params: BTreeMap::from([("date".to_string(), date.to_string())]),
         trigger: "test".into(),
@@ -153,6 +154,15 @@ async fn interrupted_then_resumed(env: &Env, p: Arc<Loaded>, date: &str, cut: &s
         RunState::Success,
         "resumed after {cut}: {:?}",
         resumed.run.error
+    );
+    // Each quarantined row is in the rejected zone once, also when the
+    // resumed run landed a file from another task than the first attempt.
+    let rejected: u64 = resumed.files.iter().map(|f| f.rows_rejected).sum();
+    assert!(rejected > 0);
+    assert_eq!(
+        quarantined_rows(env, &pipeline, &run.run_id).await as u64,
+        rejected,
+        "resumed after {cut}"
     );
     resumed
 }
@@ -221,6 +231,18 @@ async fn a_run_killed_anywhere_resumes_without_losing_or_duplicating_rows() {
     }
     assert_eq!(t.metadata.snapshots().count(), on_main);
     let after_resume = dump().await;
+    // Killed after a file check landed the raw file: the row check that
+    // reads it lands it again, and its malformed lines replace the first.
+    let s =
+        interrupted_then_resumed(&env, orders.clone(), "2026-11-20", "validate_orders_file").await;
+    let malformed = env
+        .home
+        .local_root()
+        .unwrap()
+        .join(format!("rejected/ecommerce_orders/{}", s.run.run_id))
+        .join(gridata_pipeline::run::MALFORMED_DIR);
+    assert!(std::fs::read_dir(&malformed).unwrap().count() > 0);
+    assert_eq!(dump().await, after_resume);
     // A clean rerun gives the same table.
     let clean = run(&env, orders.clone(), "2026-11-20").await;
     assert_eq!(clean.run.state, RunState::Success);

@@ -4,7 +4,7 @@
 //! match the declared schema (names, required columns, and types: exactly
 //! for Parquet; for text formats a column whose sampled values mostly fail
 //! to parse is a type mismatch). A failing file moves to
-//! `rejected/<pipeline>/<run>/files/` with a `.reason.json` beside it, and
+//! `rejected/<pipeline>/<run>/<task>/files/` with a `.reason.json` beside it, and
 //! the task fails without retrying.
 //!
 //! A valid file that a task downstream reads is landed here (once per
