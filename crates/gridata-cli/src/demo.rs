@@ -227,11 +227,16 @@ pub async fn run(args: &DemoArgs, home: Option<PathBuf>) -> Result<()> {
             .local_root()
             .map(|r| r.join("rejected/ecommerce_orders").join(run_id));
         if let Some(dir) = dir.filter(|d| d.exists()) {
+            // Each row check's rejects, and each raw file's malformed lines.
             let mut files = Vec::new();
-            for task in std::fs::read_dir(&dir)? {
-                let p = task?.path().join("rows.parquet");
-                if p.exists() {
-                    files.push(p);
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.ends_with(gridata_pipeline::run::MALFORMED_DIR) {
+                    for f in std::fs::read_dir(&path)? {
+                        files.push(f?.path());
+                    }
+                } else if path.join("rows.parquet").exists() {
+                    files.push(path.join("rows.parquet"));
                 }
             }
             files.sort();
