@@ -233,7 +233,10 @@ pub async fn run(args: &DemoArgs, home: Option<PathBuf>) -> Result<()> {
                 let path = entry?.path();
                 if path.ends_with(gridata_pipeline::run::MALFORMED_DIR) {
                     for f in std::fs::read_dir(&path)? {
-                        files.push(f?.path());
+                        let f = f?.path();
+                        if f.extension().is_some_and(|e| e == "parquet") {
+                            files.push(f);
+                        }
                     }
                 } else if path.join("rows.parquet").exists() {
                     files.push(path.join("rows.parquet"));

@@ -644,28 +644,14 @@ impl TaskCtx {
 
     /// URI of a file in this task's quarantine folder.
     pub fn rejected_uri(&self, file: &str) -> String {
-        self.storage().uri(
-            Zone::Rejected,
-            &format!(
-                "{}/{}/{}/{file}",
-                self.pipeline_id(),
-                self.shared.run_id,
-                self.task_id
-            ),
-        )
+        self.run_rejected_uri(&format!("{}/{file}", self.task_id))
     }
 
-    /// URI of the quarantine file for a raw file's malformed lines. It is
-    /// named by the file, not the task: whichever task lands the file (a
-    /// resumed run may land it from another one) replaces the same file.
-    fn malformed_uri(&self, h: &str) -> String {
+    /// URI of a file in this run's quarantine folder.
+    fn run_rejected_uri(&self, rel: &str) -> String {
         self.storage().uri(
             Zone::Rejected,
-            &format!(
-                "{}/{}/{MALFORMED_DIR}/{h}.parquet",
-                self.pipeline_id(),
-                self.shared.run_id
-            ),
+            &format!("{}/{}/{rel}", self.pipeline_id(), self.shared.run_id),
         )
     }
 
@@ -940,7 +926,9 @@ impl TaskCtx {
             .get_or_try_init(|| async {
                 let target = LandTarget {
                     staged: self.staging_uri(&format!("landed-{h}.parquet")),
-                    rejected: self.malformed_uri(&h),
+                    // Named by the file, not the task: a resumed run that
+                    // lands it from another task replaces the same file.
+                    rejected: self.run_rejected_uri(&format!("{MALFORMED_DIR}/{h}.parquet")),
                     run_id: self.shared.run_id.clone(),
                     task_id: self.task_id.clone(),
                 };
